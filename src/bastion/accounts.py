@@ -1,0 +1,214 @@
+"""User accounts: sign-up, password login and password change (SPEC §4.2, §5).
+
+Password checks never hold a database transaction open while Argon2 runs: the user is read in
+one short transaction, the hash verified in a worker thread, and any write done in another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from bastion.audit.events import EventType, Outcome
+from bastion.audit.recorder import AuditRecorder
+from bastion.errors import Conflict, PermissionDenied, RateLimited, ValidationFailed
+from bastion.lockout import Lockout
+from bastion.password_policy import WeakPassword, check_password
+from bastion.passwords import PasswordHasher
+from bastion.storage.db import Database
+from bastion.storage.repositories.refresh_tokens import RefreshTokenRepository
+from bastion.storage.repositories.sessions import SessionRepository
+from bastion.storage.repositories.users import UsernameTaken, UserRepository
+from bastion.user_state import UserState, UserStateCache
+from bastion.usernames import InvalidUsername, normalize_username
+
+
+@dataclass(frozen=True, slots=True)
+class EndedCredentials:
+    """Refresh families and sessions ended by a password change or an admin revoke."""
+
+    families: list[str]
+    sessions: list[str]
+    api_keys: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedUser:
+    id: int
+    username: str
+    roles: frozenset[str]
+
+
+class Accounts:
+    def __init__(
+        self,
+        db: Database,
+        hasher: PasswordHasher,
+        users: UserStateCache,
+        lockout: Lockout,
+        audit: AuditRecorder,
+    ) -> None:
+        self._db = db
+        self._hasher = hasher
+        self._users = users
+        self._lockout = lockout
+        self._audit = audit
+
+    async def create_user(
+        self,
+        username: str,
+        password: str,
+        roles: Sequence[str] = ("user",),
+        *,
+        actor: str | None = None,
+    ) -> CreatedUser:
+        """Validate name and password (422 naming the field), hash, insert (409 when taken).
+        ``actor`` is the admin creating the account; ``None`` for sign-up and the CLI."""
+        name = validated_username(username)
+        validate_new_password(password, name)
+        password_hash = await self._hasher.hash(password)
+        try:
+            async with self._db.transaction() as session:
+                user = await UserRepository(session).create(name, password_hash, roles)
+                created = CreatedUser(user.id, user.username, user.role_set)
+                self._audit.add(
+                    session,
+                    EventType.USER_CREATED,
+                    actor=actor or name,
+                    subject=name,
+                    details={"user_id": user.id, "roles": sorted(user.role_set)},
+                )
+        except UsernameTaken:
+            raise Conflict("This username is already taken.") from None
+        return created
+
+    async def verify_login(
+        self, username: str, password: str, *, via: str = "token"
+    ) -> UserState | None:
+        """The user whose password this is, or ``None``: unknown names, wrong passwords and
+        disabled accounts all get ``None`` after the same amount of work, so the answer cannot
+        tell them apart. A locked name raises 429 before any password is checked (SPEC §5)."""
+        try:
+            name = normalize_username(username)
+        except InvalidUsername:
+            await self._hasher.verify_dummy(password[:1024])
+            await self._login_failed(None, via, "invalid_username")
+            return None
+        try:
+            has_failures = await self._lockout.check(name)
+        except RateLimited:
+            await self._audit.record(
+                EventType.LOGIN_LOCKED, outcome=Outcome.DENIED, subject=name, details={"via": via}
+            )
+            raise
+        state = await self._check_password(name, password)
+        if state is None:
+            await self._login_failed(name, via, "bad_credentials")
+            if await self._lockout.record_failure(name):
+                await self._audit.record(
+                    EventType.LOGIN_LOCKED,
+                    outcome=Outcome.DENIED,
+                    subject=name,
+                    details={"via": via},
+                )
+            return None
+        if has_failures:
+            await self._lockout.record_success(name)
+        if state.is_disabled:
+            await self._login_failed(name, via, "disabled")
+            return None
+        await self._audit.record(
+            EventType.LOGIN_SUCCEEDED, actor=name, subject=name, details={"via": via}
+        )
+        return state
+
+    async def _login_failed(self, name: str | None, via: str, reason: str) -> None:
+        await self._audit.record(
+            EventType.LOGIN_FAILED,
+            outcome=Outcome.FAILURE,
+            subject=name,
+            details={"via": via, "reason": reason},
+        )
+
+    async def _check_password(self, name: str, password: str) -> UserState | None:
+        async with self._db.transaction() as session:
+            user = await UserRepository(session).get_by_username(name)
+            found = (UserState.of(user), user.password_hash) if user else None
+        if found is None or len(password) > 1024:
+            await self._hasher.verify_dummy(password[:1024])
+            return None
+        state, password_hash = found
+        is_valid, new_hash = await self._hasher.verify(password, password_hash)
+        if not is_valid:
+            return None
+        if new_hash is not None:
+            async with self._db.transaction() as session:
+                repo = UserRepository(session)
+                user = await repo.get(state.id)
+                if user is not None:
+                    await repo.set_password_hash(user, new_hash)
+        return state
+
+    async def change_password(self, user_id: int, current: str, new: str) -> EndedCredentials:
+        """Replace the password; every token and session of the user issued before dies, in
+        the same transaction. Returns what it ended, for the in-process caches."""
+        async with self._db.transaction() as session:
+            user = await UserRepository(session).get(user_id)
+            if user is None:
+                raise PermissionDenied("The current password is incorrect.")
+            username, password_hash = user.username, user.password_hash
+        await self._lockout.check(username)
+        is_valid, _ = await self._hasher.verify(current, password_hash)
+        if not is_valid:
+            await self._login_failed(username, "password_change", "bad_credentials")
+            await self._lockout.record_failure(username)
+            raise PermissionDenied("The current password is incorrect.")
+        validate_new_password(new, username, field="new_password")
+        new_hash = await self._hasher.hash(new)
+        now = datetime.now(UTC)
+        async with self._db.transaction() as session:
+            users = UserRepository(session)
+            user = await users.get(user_id)
+            if user is None:
+                raise PermissionDenied("The current password is incorrect.")
+            await users.set_password_hash(user, new_hash)
+            await users.end_credentials(user, now)
+            ended = EndedCredentials(
+                families=await RefreshTokenRepository(session).revoke_user_families(
+                    user_id, now, "password_changed"
+                ),
+                sessions=await SessionRepository(session).revoke_user_sessions(user_id, now),
+            )
+            self._audit.add(
+                session,
+                EventType.PASSWORD_CHANGED,
+                actor=username,
+                subject=username,
+                details={
+                    "refresh_families_ended": len(ended.families),
+                    "sessions_ended": len(ended.sessions),
+                },
+            )
+        self._users.invalidate(user_id)
+        return ended
+
+
+def validated_username(raw: str, field: str = "username") -> str:
+    try:
+        return normalize_username(raw)
+    except InvalidUsername as exc:
+        raise ValidationFailed(
+            [{"loc": ["body", field], "msg": str(exc), "type": "value_error"}],
+            detail="The username is not acceptable.",
+        ) from None
+
+
+def validate_new_password(password: str, username: str, field: str = "password") -> None:
+    try:
+        check_password(password, username=username)
+    except WeakPassword as exc:
+        raise ValidationFailed(
+            [{"loc": ["body", field], "msg": str(exc), "type": "value_error"}],
+            detail="The password is not acceptable.",
+        ) from None

@@ -1,0 +1,94 @@
+"""Security events for refused requests (SPEC §6): 401, 403, CSRF failures and 429s."""
+
+from __future__ import annotations
+
+from fastapi import Request
+from starlette.types import Scope
+
+from bastion.audit.events import EventType, Outcome, current_request
+from bastion.audit.metrics import Metrics
+from bastion.audit.recorder import AuditRecorder
+from bastion.errors import (
+    AuthenticationError,
+    BastionError,
+    CSRFFailed,
+    PermissionDenied,
+    RateLimited,
+)
+from bastion.key_service import InvalidApiKey
+from bastion.lockout import AccountLocked
+from bastion.ratelimit.limiter import Decision
+from bastion.ratelimit.middleware import client_ip
+from bastion.sessions import InvalidSession
+
+
+class RefusalObserver:
+    """Turns refusals into events; installed as the error handlers' observer."""
+
+    def __init__(self, audit: AuditRecorder, metrics: Metrics) -> None:
+        self._audit = audit
+        self._metrics = metrics
+
+    async def __call__(self, request: Request, exc: BastionError) -> None:
+        if isinstance(exc, RateLimited):
+            self._metrics.rate_limited.labels(
+                "lockout" if isinstance(exc, AccountLocked) else exc.policy
+            ).inc()
+        if isinstance(exc, AuthenticationError):
+            self._metrics.authentications.labels(_scheme_of(exc), "failure").inc()
+        event = _event_for(exc)
+        if event is None:
+            return
+        principal = getattr(request.state, "principal", None)
+        actor = getattr(principal, "username", None) or getattr(exc, "username", None)
+        context = current_request.get()
+        route = getattr(request.scope.get("route"), "path", None) or "<unmatched>"
+        await self._audit.record_throttled(
+            event,
+            f"{actor or (context.ip if context else '')}|{route}",
+            outcome=Outcome.DENIED,
+            actor=actor,
+            subject=route,
+            details={"method": request.method, "problem": exc.problem_type},
+        )
+
+
+def _scheme_of(exc: AuthenticationError) -> str:
+    """Which credential failed: the kind of the one that was sent, or ``none``."""
+    if isinstance(exc, InvalidApiKey):
+        return "api_key"
+    if isinstance(exc, InvalidSession):
+        return "session"
+    return "bearer" if exc.token_error else "none"
+
+
+def _event_for(exc: BastionError) -> EventType | None:
+    if isinstance(exc, AccountLocked):
+        return None
+    if isinstance(exc, AuthenticationError):
+        return EventType.UNAUTHORIZED
+    if isinstance(exc, CSRFFailed):
+        return EventType.CSRF_FAILED
+    if isinstance(exc, PermissionDenied):
+        return EventType.FORBIDDEN
+    if isinstance(exc, RateLimited):
+        return EventType.RATE_LIMITED
+    return None
+
+
+class IPLimitObserver:
+    """Records the edge's own 429s (per-IP limit), which never reach the error handlers."""
+
+    def __init__(self, audit: AuditRecorder, metrics: Metrics) -> None:
+        self._audit = audit
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, decision: Decision) -> None:
+        self._metrics.rate_limited.labels(decision.policy.name).inc()
+        ip = client_ip(scope)
+        await self._audit.record_throttled(
+            EventType.RATE_LIMITED,
+            f"ip|{ip}",
+            subject=ip,
+            details={"policy": decision.policy.name, "path": scope["path"][:200]},
+        )

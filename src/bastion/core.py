@@ -1,0 +1,255 @@
+"""The :class:`Bastion` object: builds the parts from settings and installs them on an app.
+
+Wiring only; every rule lives in the module that owns it (SPEC §1.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+from pydantic import SecretStr
+
+from bastion.accounts import Accounts
+from bastion.admin import Administration
+from bastion.api import auth as auth_api
+from bastion.api import dependencies
+from bastion.api import health as health_api
+from bastion.api import keys as keys_api
+from bastion.api.docs import install_docs, remove_fastapi_docs
+from bastion.api.openapi import install_openapi
+from bastion.audit.metrics import Metrics
+from bastion.audit.observer import IPLimitObserver, RefusalObserver
+from bastion.audit.recorder import AuditRecorder
+from bastion.audit.requests import RequestLogMiddleware
+from bastion.authn import Authenticator
+from bastion.derived_keys import derive_key
+from bastion.edge.middleware import EdgeMiddleware
+from bastion.errors import install_error_handlers
+from bastion.key_service import ApiKeyService
+from bastion.lockout import Lockout
+from bastion.passwords import PasswordHasher
+from bastion.ratelimit.limiter import Limiter, storage_for
+from bastion.ratelimit.middleware import RateLimitMiddleware
+from bastion.ratelimit.policies import Policy
+from bastion.sessions import SessionService
+from bastion.settings import BastionSettings, generate_secret
+from bastion.storage.db import Database
+from bastion.tokens.grants import TokenService
+from bastion.tokens.jwt import AccessTokenCodec
+from bastion.tokens.keys import KeySet
+from bastion.tokens.revocation import MemoryRevocationList
+from bastion.user_state import UserStateCache
+
+logger = structlog.get_logger("bastion")
+
+DEV_SECRET_FILE = "secret.key"  # noqa: S105 - a file name, not a secret
+
+
+class ConfigurationError(Exception):
+    """The settings are unsafe or unusable; ``findings`` names every setting at fault."""
+
+    def __init__(self, findings: Sequence[str]) -> None:
+        self.findings = list(findings)
+        super().__init__("; ".join(self.findings))
+
+
+class Bastion:
+    """One protected application's security layer."""
+
+    def __init__(self, settings: BastionSettings) -> None:
+        if settings.is_production and (findings := settings.production_findings()):
+            raise ConfigurationError(findings)
+        self.settings = settings
+        self.keys = KeySet.from_settings(settings)
+        self.db = Database(settings.effective_database_url)
+        self.metrics = Metrics(settings.prometheus_multiproc_dir)
+        self.audit = AuditRecorder(self.db, self.metrics)
+        self.hasher = PasswordHasher(
+            time_cost=settings.argon2_time_cost,
+            memory_cost=settings.argon2_memory_cost,
+            parallelism=settings.argon2_parallelism,
+            concurrency=settings.password_hash_concurrency,
+            queue_size=settings.password_hash_queue,
+        )
+        self.users = UserStateCache(self.db)
+        self.revocations = MemoryRevocationList()
+        self.codec = AccessTokenCodec(
+            self.keys,
+            issuer=settings.issuer,
+            audience=settings.audience,
+            ttl_seconds=settings.access_token_ttl,
+        )
+        if settings.secret_key is None:
+            raise ConfigurationError(
+                ["BASTION_SECRET_KEY is not set: API-key, CSRF and session keys derive from it"]
+            )
+        root_secret = settings.secret_key.get_secret_value().encode()
+        self.api_keys = ApiKeyService(
+            self.db, derive_key(root_secret, "api-key-pepper"), self.audit
+        )
+        self.sessions = SessionService(
+            self.db,
+            self.audit,
+            touch_every=min(60.0, settings.session_idle_seconds / 4),
+            idle_seconds=settings.session_idle_seconds,
+            absolute_seconds=settings.session_absolute_seconds,
+        )
+        self.csrf_key = derive_key(root_secret, "csrf")
+        self.authenticator = Authenticator(
+            settings,
+            self.codec,
+            self.revocations,
+            self.users,
+            self.api_keys,
+            self.sessions,
+            self.csrf_key,
+        )
+        self.lockout = Lockout(
+            self.db,
+            threshold=settings.lockout_threshold,
+            window_seconds=settings.lockout_window,
+            base_lock_seconds=settings.lockout_base_seconds,
+            max_lock_seconds=settings.lockout_max_seconds,
+        )
+        self.accounts = Accounts(self.db, self.hasher, self.users, self.lockout, self.audit)
+        self.limiter = Limiter(
+            storage_for(
+                settings.redis_url,
+                key_prefix=settings.redis_prefix,
+                timeout=settings.redis_timeout,
+            ),
+            strategy=settings.ratelimit_strategy,
+            on_degraded=lambda mode: self.metrics.degraded.labels("ratelimit", mode).inc(),
+        )
+        self.ip_policy = Policy.parse("ip", settings.ratelimit_ip)
+        self.principal_policy = Policy.parse("principal", settings.ratelimit_principal)
+        self.login_policy = Policy.parse("login", settings.ratelimit_login)
+        self.tokens = TokenService(
+            settings, self.db, self.codec, self.revocations, self.accounts, self.users, self.audit
+        )
+
+        self.admin = Administration(
+            settings,
+            self.db,
+            self.audit,
+            self.users,
+            self.tokens,
+            self.api_keys,
+            self.sessions,
+            self.lockout,
+        )
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Bastion:
+        """Settings from ``BASTION_*`` variables (``overrides`` win), checked, then built.
+
+        In development a missing signing secret is generated once and kept in the data
+        directory (mode 0600); production refuses to start without one (SPEC §5)."""
+        settings = BastionSettings(**overrides)
+        return cls(with_development_secret(settings))
+
+    # ------------------------------------------------------------------------------ wiring
+
+    @asynccontextmanager
+    async def lifespan(self, app: FastAPI | None = None) -> AsyncIterator[None]:
+        """Open the database (migrating the embedded SQLite one), reload revocations, and close
+        everything at shutdown. Pass it as ``FastAPI(lifespan=bastion.lifespan)``."""
+        if self.db.is_sqlite:
+            await self.db.upgrade()
+        await self.tokens.load_revocations()
+        flusher = asyncio.create_task(self._flush_periodically())
+        stop_metrics = (
+            self.metrics.serve(self.settings.metrics_address)
+            if self.settings.metrics_address
+            else None
+        )
+        try:
+            yield
+        finally:
+            flusher.cancel()
+            if stop_metrics is not None:
+                await asyncio.to_thread(stop_metrics)
+            await self.api_keys.flush_last_used()
+            await self.db.dispose()
+
+    async def _flush_periodically(self, every: float = 30.0) -> None:
+        """Batch ``last_used_at`` writes of API keys: one write per key per period, not per
+        request (SPEC §8)."""
+        while True:
+            await asyncio.sleep(every)
+            await self.api_keys.flush_last_used()
+
+    def protect(self, app: FastAPI) -> None:
+        """Install the edge, the error mapping and the ``/auth`` routes on ``app``."""
+        app.state.bastion = self
+        install_error_handlers(app, RefusalObserver(self.audit, self.metrics))
+        app.include_router(auth_api.router)
+        app.include_router(keys_api.router)
+        app.include_router(health_api.router)
+        install_openapi(app, {s: s for s in sorted(self.settings.known_scopes)})
+        remove_fastapi_docs(app, keep_openapi=self.settings.docs)
+        if app.openapi_url and self.settings.docs:
+            install_docs(app, app.openapi_url)
+        app.add_middleware(
+            RateLimitMiddleware,
+            limiter=self.limiter,
+            policy=self.ip_policy,
+            on_error=self.settings.ratelimit_on_error or "open",
+            on_refused=IPLimitObserver(self.audit, self.metrics),
+        )
+        app.add_middleware(RequestLogMiddleware, metrics=self.metrics)
+        app.add_middleware(EdgeMiddleware, settings=self.settings)
+
+    def require(
+        self,
+        *scopes: str,
+        roles: Sequence[str] = (),
+        schemes: Sequence[str] = dependencies.DEFAULT_SCHEMES,
+        rate: str | None = None,
+        api_key_in_query: bool = False,
+    ) -> Any:
+        """A dependency giving the caller's :class:`~bastion.Principal` when it holds every
+        scope and role named, else 401/403 (SPEC §2.3–2.4); see
+        :func:`bastion.api.dependencies.require` for ``schemes``, ``rate`` and
+        ``api_key_in_query``."""
+        return dependencies.require(
+            *scopes, roles=roles, schemes=schemes, rate=rate, api_key_in_query=api_key_in_query
+        )
+
+    async def readiness(self) -> dict[str, str]:
+        return {"database": "ok" if await self.db.ping() else "down"}
+
+
+def with_development_secret(settings: BastionSettings) -> BastionSettings:
+    """The settings, with a generated signing secret when development runs without one."""
+    if settings.secret_key is not None or settings.is_production:
+        return settings
+    path = settings.data_dir / DEV_SECRET_FILE
+    secret = _read_or_create_secret(path)
+    return settings.model_copy(update={"secret_key": secret})
+
+
+def _read_or_create_secret(path: Path) -> SecretStr:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
+        return SecretStr(path.read_text(encoding="utf-8").strip())
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(generate_secret() + "\n")
+    logger.warning(
+        "development_secret_generated",
+        path=str(path.resolve()),
+        hint="set BASTION_SECRET_KEY (or BASTION_SECRET_KEY_FILE) in production",
+    )
+    return SecretStr(path.read_text(encoding="utf-8").strip())

@@ -1,0 +1,126 @@
+"""The limiter: a `limits` strategy over memory or Redis storage, and what it decided.
+
+The algorithm is the library's (``STRATEGIES`` maps setting names to its classes); this module
+only adds what SPEC §3 and §7 need around it: the numbers for the ``RateLimit`` fields, and a
+named decision for when the storage itself fails (``open``: let the request through; ``closed``:
+answer 503 rather than run unprotected).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import structlog
+from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.strategies import (
+    FixedWindowRateLimiter,
+    MovingWindowRateLimiter,
+    RateLimiter,
+    SlidingWindowCounterRateLimiter,
+)
+from limits.storage import storage_from_string
+
+from bastion.errors import ServiceUnavailable
+from bastion.ratelimit.policies import Policy
+
+logger = structlog.get_logger("bastion.ratelimit")
+
+STRATEGIES: dict[str, type[RateLimiter]] = {
+    "fixed-window": FixedWindowRateLimiter,
+    "sliding-window-counter": SlidingWindowCounterRateLimiter,
+    "moving-window": MovingWindowRateLimiter,
+}
+
+FailureMode = Literal["open", "closed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    policy: Policy
+    is_allowed: bool
+    remaining: int
+    reset_after: int
+    """Seconds until the window frees capacity again (``t`` of the ``RateLimit`` field)."""
+
+    @property
+    def limit_field(self) -> str:
+        return f'"{self.policy.name}";r={self.remaining};t={self.reset_after}'
+
+
+def storage_for(
+    redis_url: str | None, *, key_prefix: str = "bastion", timeout: float = 1.0
+) -> Storage:
+    """In-process storage by default; Redis (via `limits`, redis-py) when configured. Every
+    Redis call has a timeout: a slow Redis must become a named degraded decision, not a hang."""
+    if not redis_url:
+        return MemoryStorage()
+    uri = redis_url if redis_url.startswith("async+") else f"async+{redis_url}"
+    storage = storage_from_string(
+        uri,
+        implementation="redispy",
+        key_prefix=key_prefix,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+    )
+    assert isinstance(storage, Storage)
+    return storage
+
+
+class Limiter:
+    """Counts hits against policies; one instance per process, shared by every route."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        strategy: str = "fixed-window",
+        clock: Callable[[], float] = time.time,
+        on_degraded: Callable[[FailureMode], None] | None = None,
+    ) -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(
+                f"unknown rate-limit strategy {strategy!r}; one of {sorted(STRATEGIES)}"
+            )
+        self.storage = storage
+        self._strategy = STRATEGIES[strategy](storage)
+        self._clock = clock
+        self._on_degraded = on_degraded
+        self._next_warning = 0.0
+
+    async def hit(self, policy: Policy, key: str, *, on_error: FailureMode = "open") -> Decision:
+        """Count one request for ``key`` under ``policy``."""
+        try:
+            is_allowed = await self._strategy.hit(policy.item, policy.name, key)
+            stats = await self._strategy.get_window_stats(policy.item, policy.name, key)
+        except Exception as exc:  # the storage's own errors vary by backend and driver
+            return self._degraded(policy, on_error, exc)
+        reset_after = max(1, math.ceil(stats.reset_time - self._clock()))
+        return Decision(policy, is_allowed, int(stats.remaining), reset_after)
+
+    async def clear(self, policy: Policy, key: str) -> None:
+        await self._strategy.clear(policy.item, policy.name, key)
+
+    def _degraded(self, policy: Policy, on_error: FailureMode, exc: Exception) -> Decision:
+        """Decide without the storage, as configured; counted every time, logged at most once
+        every 10 s so an outage does not flood the log."""
+        if self._on_degraded is not None:
+            self._on_degraded(on_error)
+        now = time.monotonic()
+        if now >= self._next_warning:
+            self._next_warning = now + 10.0
+            logger.warning(
+                "ratelimit_storage_failed",
+                policy=policy.name,
+                mode=on_error,
+                error=type(exc).__name__,
+            )
+        if on_error == "closed":
+            raise ServiceUnavailable(
+                "Rate limiting is unavailable, so this endpoint is closed; try again shortly.",
+                retry_after=5,
+            ) from exc
+        return Decision(policy, True, policy.quota, policy.window_seconds)

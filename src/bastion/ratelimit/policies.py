@@ -1,0 +1,46 @@
+"""What is limited and how much: named policies in the `limits` notation (``600/minute``).
+
+A policy's name is what clients see in the ``RateLimit-Policy`` and ``RateLimit`` fields
+(draft-ietf-httpapi-ratelimit-headers): ``"ip"``, ``"principal"``, ``"route"``, ``"login"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from limits import RateLimitItem, parse
+
+
+class InvalidRateLimit(ValueError):
+    """A limit string that the `limits` notation cannot read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    name: str
+    item: RateLimitItem
+
+    @classmethod
+    def parse(cls, name: str, spec: str) -> Policy:
+        if ";" in spec or "," in spec:
+            raise InvalidRateLimit(f"{spec!r}: give one limit, such as '600/minute'")
+        try:
+            item = parse(spec)
+        except ValueError as exc:
+            raise InvalidRateLimit(f"{spec!r} is not a rate limit such as '600/minute'") from exc
+        if item.amount < 1 or item.get_expiry() < 1:
+            raise InvalidRateLimit(f"{spec!r} would refuse everything; allow at least 1 per second")
+        return cls(name, item)
+
+    @property
+    def quota(self) -> int:
+        return int(self.item.amount)
+
+    @property
+    def window_seconds(self) -> int:
+        return int(self.item.get_expiry())
+
+    @property
+    def policy_field(self) -> str:
+        """One member of ``RateLimit-Policy``: ``"ip";q=600;w=60``."""
+        return f'"{self.name}";q={self.quota};w={self.window_seconds}'

@@ -1,0 +1,122 @@
+"""The database engine and its transactions: SQLite (WAL) by default, PostgreSQL in production.
+
+Knows nothing of HTTP. Every unit of work is one transaction (``Database.transaction``), so a
+change and the audit event that describes it commit or roll back together (SPEC §6).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from bastion.errors import ServiceUnavailable, ValidationFailed
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+class Database:
+    """One engine per process, created from a URL and disposed of at shutdown."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, timeout: float = 5.0) -> None:
+        self.url = make_url(url)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self.engine: AsyncEngine = self._create_engine(pool_size, timeout)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    def _create_engine(self, pool_size: int, timeout: float) -> AsyncEngine:
+        if self.is_sqlite:
+            if self.url.database and self.url.database != ":memory:":
+                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_async_engine(
+                self.url, connect_args={"timeout": timeout, "isolation_level": None}
+            )
+            event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+            event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
+            return engine
+        return create_async_engine(
+            self.url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_timeout=timeout,
+            pool_pre_ping=True,
+            connect_args={"timeout": timeout, "command_timeout": timeout},
+        )
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session inside one transaction: committed when the block ends, rolled back when it
+        raises. A database that cannot be reached becomes 503, never 500 (SPEC §3)."""
+        try:
+            async with self.sessions() as session, session.begin():
+                yield session
+        except (OperationalError, InterfaceError, OSError, TimeoutError) as exc:
+            raise ServiceUnavailable("The database is unavailable; try again shortly.") from exc
+        except DataError as exc:
+            # A value the database cannot store (out of range, bad encoding) came from a client:
+            # a 422, never a 500. Validation should have caught it first; this is the safety net.
+            raise ValidationFailed(
+                [{"loc": ["body"], "msg": "A value cannot be stored.", "type": "value_error"}],
+                detail="A value in the request cannot be stored.",
+            ) from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise ServiceUnavailable("The database is unavailable; try again shortly.") from exc
+            raise
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    async def upgrade(self) -> None:
+        """Apply every Alembic migration (idempotent)."""
+        async with self.engine.begin() as conn:
+            await _run_migrations(conn)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    """WAL lets readers proceed while one writer commits; foreign keys are off by default."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _sqlite_begin_immediate(conn: Any) -> None:
+    """Take the write lock at BEGIN, so that two racing transactions (say, two refreshes of one
+    token) queue behind each other instead of failing on a lock upgrade."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+async def _run_migrations(conn: AsyncConnection) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    def upgrade(sync_conn: Any) -> None:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        config.attributes["connection"] = sync_conn
+        command.upgrade(config, "head")
+
+    await conn.run_sync(upgrade)

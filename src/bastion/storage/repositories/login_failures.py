@@ -1,0 +1,58 @@
+"""Login failure counters, one row per account name, updated under a row lock."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bastion.storage.models import LoginFailure
+
+
+class LoginFailureRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def get(self, username: str) -> LoginFailure | None:
+        return await self._session.get(LoginFailure, username)
+
+    async def lock_row(self, username: str, now: datetime) -> LoginFailure:
+        """The row for ``username``, created if missing and locked for this transaction, so
+        that concurrent failures are all counted."""
+        dialect = self._session.get_bind().dialect.name
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        await self._session.execute(
+            insert(LoginFailure)
+            .values(
+                username=username, failures=0, window_started_at=now, lock_count=0, updated_at=now
+            )
+            .on_conflict_do_nothing(index_elements=["username"])
+        )
+        result = await self._session.execute(
+            select(LoginFailure)
+            .where(LoginFailure.username == username)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return result.scalar_one()
+
+    async def remove(self, username: str) -> bool:
+        result = await self._session.execute(
+            delete(LoginFailure)
+            .where(LoginFailure.username == username)
+            .returning(LoginFailure.username)
+        )
+        return result.scalar_one_or_none() is not None
+
+    async def prune(self, older_than: datetime) -> None:
+        """Forget names untouched for a long time (and not locked), so that spraying random
+        usernames cannot grow the table without bound."""
+        await self._session.execute(
+            delete(LoginFailure).where(
+                LoginFailure.updated_at < older_than,
+                (LoginFailure.locked_until.is_(None)) | (LoginFailure.locked_until < older_than),
+            )
+        )

@@ -1,0 +1,64 @@
+"""X-Request-ID (SPEC §3): a client's id is kept only when it is 1–128 of A-Za-z0-9._-."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from bastion.edge.request_id import request_id_from_header
+
+GENERATED = re.compile(r"[0-9a-f]{32}")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"abc-123._X", b"a", b"x" * 128, b"0123456789", b"f47ac10b-58cc-4372-a567-0e02b2c3d479"],
+    ids=["mixed", "one-char", "128-chars", "digits", "uuid"],
+)
+def test_a_plain_client_request_id_is_kept(value: bytes) -> None:
+    assert request_id_from_header(value) == value.decode()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"x" * 129,
+        b"",
+        b"has space",
+        b"crlf\r\nX-Injected: 1",
+        b"newline\n",
+        "caf\u00e9".encode(),
+        b"\xff\xfe",
+        b"semi;colon",
+        b'quote"d',
+        b"slash/path",
+        b"null\x00byte",
+    ],
+    ids=[
+        "129-chars",
+        "empty",
+        "space",
+        "crlf",
+        "trailing-newline",
+        "non-ascii",
+        "invalid-utf8",
+        "semicolon",
+        "quote",
+        "slash",
+        "nul",
+    ],
+)
+def test_an_unacceptable_client_request_id_is_replaced(value: bytes) -> None:
+    request_id = request_id_from_header(value)
+
+    assert GENERATED.fullmatch(request_id)
+    assert request_id.encode() != value
+
+
+def test_a_missing_header_gets_a_generated_id() -> None:
+    assert GENERATED.fullmatch(request_id_from_header(None))
+
+
+def test_generated_ids_are_unique() -> None:
+    assert len({request_id_from_header(None) for _ in range(1000)}) == 1000
