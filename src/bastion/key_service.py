@@ -113,7 +113,7 @@ class ApiKeyService:
         return await self._cache.get(key_id, self._load)
 
     async def _load(self, key_id: str) -> KeyRecord | None:
-        async with self._db.transaction() as session:
+        async with self._db.read() as session:
             key = await ApiKeyRepository(session).get(key_id)
             return KeyRecord.of(key) if key is not None else None
 

@@ -78,6 +78,7 @@ class SessionService:
         self._touch_every = touch_every
         self._clock = clock
         self._cache: StaleCache[str, SessionRecord] = StaleCache(ttl=ttl)
+        self._touching: set[str] = set()
 
     @property
     def absolute_seconds(self) -> int:
@@ -118,7 +119,7 @@ class SessionService:
             or now - record.last_seen_at > self._idle
         ):
             raise InvalidSession()
-        if now - record.last_seen_at > self._touch_every:
+        if now - record.last_seen_at > self._touch_every and record.id not in self._touching:
             await self._touch(record, now)
         return record
 
@@ -156,13 +157,19 @@ class SessionService:
         return await self._cache.get(digest, self._load)
 
     async def _load(self, digest: str) -> SessionRecord | None:
-        async with self._db.transaction() as session:
+        async with self._db.read() as session:
             row = await SessionRepository(session).get(digest)
             return SessionRecord.of(row) if row is not None else None
 
     async def _touch(self, record: SessionRecord, now: float) -> None:
-        async with self._db.transaction() as session:
-            await SessionRepository(session).touch(record.id, datetime.fromtimestamp(now, UTC))
+        """Move the idle deadline; one write at a time per session, the other requests of the
+        same moment go on without waiting for it."""
+        self._touching.add(record.id)
+        try:
+            async with self._db.transaction() as session:
+                await SessionRepository(session).touch(record.id, datetime.fromtimestamp(now, UTC))
+        finally:
+            self._touching.discard(record.id)
         fresh = SessionRecord(
             record.id, record.user_id, record.created_at, now, record.expires_at, record.is_revoked
         )

@@ -53,7 +53,7 @@ class UserStateCache:
         return await self._cache.get(user_id, self._load)
 
     async def _load(self, user_id: int) -> UserState | None:
-        async with self._db.transaction() as session:
+        async with self._db.read() as session:
             user = await session.get(User, user_id)
             return UserState.of(user) if user is not None else None
 

@@ -282,6 +282,22 @@ async def test_last_seen_is_written_at_most_once_per_touch_interval(
     assert len(updates) == 1
 
 
+async def test_a_burst_of_requests_reads_and_touches_a_session_once(
+    db: Database, user_id: int, clock: FakeClock
+) -> None:
+    """Twenty requests of one session arriving together, past the touch interval and with the
+    cache cold: one SELECT and one UPDATE, not twenty of each (each was a transaction that could
+    time out on SQLite's lock under load)."""
+    service = make_service(db, clock, idle=600, absolute=3600, touch_every=60, ttl=30.0)
+    token = await new_session(service, user_id)
+    clock.at(61)
+    with counting(db, "SELECT") as selects, counting(db, "UPDATE") as updates:
+        records = await asyncio.gather(*(service.authenticate(token) for _ in range(20)))
+    assert {r.user_id for r in records} == {user_id}
+    assert len(selects) == 1
+    assert len(updates) == 1
+
+
 async def test_a_touch_moves_the_idle_deadline(
     db: Database, user_id: int, clock: FakeClock
 ) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from bastion.staleness import StaleCache
 
 
@@ -53,3 +55,81 @@ async def test_the_cache_never_grows_past_its_bound() -> None:
         await cache.get(key, load)
     await cache.get("a", load)
     assert load.calls == ["a", "b", "c", "a"]
+
+
+class SlowLoader(Loader):
+    """A loader that holds every read open until the test releases it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.failure: Exception | None = None
+
+    async def __call__(self, key: str) -> str | None:
+        self.calls.append(key)
+        await self.release.wait()
+        if self.failure is not None:
+            raise self.failure
+        return self.value
+
+
+async def test_concurrent_misses_share_one_read() -> None:
+    cache: StaleCache[str, str] = StaleCache(ttl=60.0)
+    load = SlowLoader()
+    waiters = [asyncio.create_task(cache.get("k", load)) for _ in range(50)]
+    await asyncio.sleep(0)
+    load.release.set()
+    assert await asyncio.gather(*waiters) == ["v1"] * 50
+    assert load.calls == ["k"]
+
+
+async def test_a_failed_read_reaches_every_waiter_and_is_not_cached() -> None:
+    cache: StaleCache[str, str] = StaleCache(ttl=60.0)
+    load = SlowLoader()
+    load.failure = RuntimeError("database down")
+    waiters = [asyncio.create_task(cache.get("k", load)) for _ in range(3)]
+    await asyncio.sleep(0)
+    load.release.set()
+    results = await asyncio.gather(*waiters, return_exceptions=True)
+    assert [type(r) for r in results] == [RuntimeError] * 3
+    load.failure = None
+    assert await cache.get("k", load) == "v1"
+    assert load.calls == ["k", "k"]
+
+
+async def test_a_cancelled_waiter_does_not_cancel_the_shared_read() -> None:
+    cache: StaleCache[str, str] = StaleCache(ttl=60.0)
+    load = SlowLoader()
+    first = asyncio.create_task(cache.get("k", load))
+    second = asyncio.create_task(cache.get("k", load))
+    await asyncio.sleep(0)
+    second.cancel()
+    load.release.set()
+    assert await first == "v1"
+    assert load.calls == ["k"]
+
+
+async def test_forget_during_a_read_keeps_its_result_out_of_the_cache() -> None:
+    cache: StaleCache[str, str] = StaleCache(ttl=60.0)
+    load = SlowLoader()
+    reading = asyncio.create_task(cache.get("k", load))
+    await asyncio.sleep(0)
+    cache.forget("k")  # e.g. this worker revoked the key while the read was under way
+    load.release.set()
+    assert await reading == "v1"
+    load.value = "revoked"
+    assert await cache.get("k", load) == "revoked"
+
+
+async def test_waiters_read_for_themselves_when_the_reading_request_is_cancelled() -> None:
+    cache: StaleCache[str, str] = StaleCache(ttl=60.0)
+    load = SlowLoader()
+    reader = asyncio.create_task(cache.get("k", load))
+    await asyncio.sleep(0)
+    waiter = asyncio.create_task(cache.get("k", load))
+    await asyncio.sleep(0)
+    reader.cancel()
+    await asyncio.sleep(0)
+    load.release.set()
+    assert await waiter == "v1"
+    assert load.calls == ["k", "k"]

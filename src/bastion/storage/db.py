@@ -7,7 +7,7 @@ change and the audit event that describes it commit or roll back together (SPEC 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,8 @@ from sqlalchemy.ext.asyncio import (
 from bastion.errors import ServiceUnavailable, ValidationFailed
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+READ_ONLY = "bastion_read_only"
+"""Execution option marking a read-only unit of work (see ``Database.read``)."""
 
 
 class Database:
@@ -35,6 +37,9 @@ class Database:
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self.engine: AsyncEngine = self._create_engine(pool_size, timeout)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._read_sessions = async_sessionmaker(
+            self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+        )
 
     def _create_engine(self, pool_size: int, timeout: float) -> AsyncEngine:
         if self.is_sqlite:
@@ -44,7 +49,7 @@ class Database:
                 self.url, connect_args={"timeout": timeout, "isolation_level": None}
             )
             event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
-            event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
+            event.listen(engine.sync_engine, "begin", _sqlite_begin)
             return engine
         return create_async_engine(
             self.url,
@@ -55,12 +60,22 @@ class Database:
             connect_args={"timeout": timeout, "command_timeout": timeout},
         )
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
+    def transaction(self) -> AbstractAsyncContextManager[AsyncSession]:
         """A session inside one transaction: committed when the block ends, rolled back when it
         raises. A database that cannot be reached becomes 503, never 500 (SPEC §3)."""
+        return self._unit_of_work(self.sessions)
+
+    def read(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """A transaction that only reads. On SQLite it does not take the write lock, so the
+        caches' re-reads on the hot path (users, keys, sessions) never queue behind a write."""
+        return self._unit_of_work(self._read_sessions)
+
+    @asynccontextmanager
+    async def _unit_of_work(
+        self, sessions: async_sessionmaker[AsyncSession]
+    ) -> AsyncIterator[AsyncSession]:
         try:
-            async with self.sessions() as session, session.begin():
+            async with sessions() as session, session.begin():
                 yield session
         except (OperationalError, InterfaceError, OSError, TimeoutError) as exc:
             raise ServiceUnavailable("The database is unavailable; try again shortly.") from exc
@@ -94,19 +109,22 @@ class Database:
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    """WAL lets readers proceed while one writer commits; foreign keys are off by default."""
+    """WAL lets readers proceed while one writer commits; foreign keys are off by default. The
+    busy timeout is the driver's ``timeout`` (the ``Database`` one), not a second number here."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 
-def _sqlite_begin_immediate(conn: Any) -> None:
+def _sqlite_begin(conn: Any) -> None:
     """Take the write lock at BEGIN, so that two racing transactions (say, two refreshes of one
-    token) queue behind each other instead of failing on a lock upgrade."""
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    token) queue behind each other instead of failing on a lock upgrade; a read-only one
+    (``Database.read``) begins deferred and reads its WAL snapshot without the lock."""
+    conn.exec_driver_sql(
+        "BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE"
+    )
 
 
 async def _run_migrations(conn: AsyncConnection) -> None:
