@@ -20,6 +20,8 @@ from bastion.tokens.jwt import AccessClaims, AccessTokenCodec
 from bastion.tokens.revocation import RevocationList
 from bastion.user_state import UserState, UserStateCache
 
+TWO_API_KEYS = "Send the API key once: in X-API-Key or in ?api_key=, not both."
+
 
 def bearer_token_from_header(authorization: str | None) -> str | None:
     """The token of an ``Authorization: Bearer …`` header (RFC 6750 §2.1), or ``None`` when the
@@ -68,12 +70,15 @@ class Authenticator:
     ) -> Principal:
         """The caller, or :class:`AuthenticationError` (401) with a challenge per scheme.
 
-        A bearer token *and* an API key is a 400: we never guess which one the client meant. A
+        A bearer token *and* an API key is a 400: we never guess which one the client meant;
+        so is a key in ``X-API-Key`` and another in ``?api_key=`` on a route that takes both. A
         session cookie is used only when neither is sent: an explicit credential wins, and then
         no CSRF token is needed because nothing ambient authenticated the request (SPEC §4.3)."""
         token = bearer_token_from_header(headers.get("authorization"))
         api_key = headers.get("x-api-key")
-        if api_key is None and "api_key" in schemes:
+        if query_api_key is not None and "api_key" in schemes:
+            if api_key is not None:
+                raise AmbiguousCredentials(TWO_API_KEYS)
             api_key = query_api_key
         if token is not None and api_key is not None:
             raise AmbiguousCredentials()

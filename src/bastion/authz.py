@@ -18,11 +18,12 @@ class Requirement:
     def check(self, principal: Principal) -> None:
         """Raise 403 when the caller is known but not allowed. Roles are checked first: a
         non-admin is told it lacks a role rather than which admin scopes exist."""
+        bearer = principal.kind is CredentialKind.BEARER
         if not principal.has_roles(self.roles):
-            raise MissingRole()
+            raise MissingRole(self.scopes | self.roles, bearer=bearer)
         missing = self.scopes - principal.scopes
         if missing:
-            raise InsufficientScope(self.scopes, bearer=principal.kind is CredentialKind.BEARER)
+            raise InsufficientScope(self.scopes, bearer=bearer)
 
 
 def narrow_scopes(requested: str | None, allowed: frozenset[str]) -> frozenset[str] | None:

@@ -17,10 +17,11 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
+from sqlalchemy.exc import SQLAlchemyError
 
 from bastion.api.admin import audit_event_out
 from bastion.core import Bastion, ConfigurationError, with_development_secret
-from bastion.errors import BastionError, ValidationFailed
+from bastion.errors import BastionError, ServiceUnavailable, ValidationFailed
 from bastion.settings import BastionSettings, generate_secret
 from bastion.storage.db import Database
 from bastion.storage.repositories.audit import AuditRepository
@@ -55,11 +56,15 @@ def load_settings(**overrides: Any) -> BastionSettings:
     except SettingsError as exc:
         fail(f"invalid configuration: {exc}")
     except ValidationError as exc:
-        problems = "; ".join(
-            f"BASTION_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
-            for e in exc.errors()
-        )
-        fail(f"invalid configuration: {problems}")
+        fail(f"invalid configuration: {'; '.join(_setting_problem(e) for e in exc.errors())}")
+
+
+def _setting_problem(error: Any) -> str:
+    """``BASTION_NAME: what is wrong``; a whole-model check already names its settings."""
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not error["loc"]:
+        return message
+    return f"BASTION_{'_'.join(str(p) for p in error['loc']).upper()}: {message}"
 
 
 def build_bastion(settings: BastionSettings) -> Bastion:
@@ -69,15 +74,40 @@ def build_bastion(settings: BastionSettings) -> Bastion:
         fail("refusing to start: " + "; ".join(exc.findings))
     except KeyConfigurationError as exc:
         fail(f"refusing to start: {exc}")
+    except OSError as exc:
+        fail(f"refusing to start: BASTION_DATA_DIR ({settings.data_dir}) cannot be used: {exc}")
+
+
+def open_database(settings: BastionSettings) -> Database:
+    try:
+        return Database(settings.effective_database_url)
+    except OSError as exc:
+        fail(f"BASTION_DATA_DIR ({settings.data_dir}) cannot be used: {exc}")
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a command's work; a backend or file-system failure is a message, not a traceback."""
     try:
         return asyncio.run(coro)
     except ValidationFailed as exc:
         fail("; ".join(str(e["msg"]) for e in exc.errors))
+    except ServiceUnavailable as exc:
+        fail(f"{exc.detail} ({_reason(exc.__cause__)})")
     except BastionError as exc:
         fail(exc.detail)
+    except (OSError, SQLAlchemyError) as exc:
+        fail(f"the database cannot be used: {_reason(exc)}")
+
+
+def _reason(exc: BaseException | None) -> str:
+    """The first line of a driver's own message: where it could not connect, say. Never the
+    URL, which may carry a password."""
+    while isinstance(exc, SQLAlchemyError) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    if exc is None:
+        return "no detail"
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
 
 
 @app.command()
@@ -194,9 +224,7 @@ def gen_secret() -> None:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply migrations to the configured database."""
-    settings = load_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    run(_migrate(Database(settings.effective_database_url)))
+    run(_migrate(open_database(load_settings())))
     typer.echo("database is up to date")
 
 
@@ -205,8 +233,13 @@ def check_config() -> None:
     """List every finding of the production checks (SPEC §5); exit 1 when there is any."""
     findings = load_settings().production_findings()
     for finding in findings:
-        typer.echo(f"finding: {finding}", err=True)
+        typer.echo(f"finding: {finding}")
     if findings:
+        # the report is the output (for a CI log or a pipe); the verdict goes to stderr, named
+        named = sorted(
+            {word for f in findings for word in f.split() if word.startswith("BASTION_")}
+        )
+        typer.echo(f"bastion: {len(findings)} finding(s): {', '.join(named)}", err=True)
         raise typer.Exit(1)
     typer.echo("no findings: this configuration passes the production checks")
 
@@ -239,7 +272,7 @@ def events_export(
     if format != "jsonl":
         raise typer.BadParameter("only 'jsonl' is supported", param_hint="--format")
     start = parse_time(since)
-    db = Database(load_settings().effective_database_url)
+    db = open_database(load_settings())
 
     async def export() -> int:
         count = 0
@@ -267,7 +300,7 @@ def events_export(
 def events_prune() -> None:
     """Delete events older than BASTION_AUDIT_RETENTION_DAYS (run it daily, e.g. from cron)."""
     settings = load_settings()
-    db = Database(settings.effective_database_url)
+    db = open_database(settings)
     cutoff = datetime.now(UTC) - timedelta(days=settings.audit_retention_days)
 
     async def prune() -> int:

@@ -162,6 +162,9 @@ class Bastion:
     async def lifespan(self, app: FastAPI | None = None) -> AsyncIterator[None]:
         """Open the database (migrating the embedded SQLite one), reload revocations, and close
         everything at shutdown. Pass it as ``FastAPI(lifespan=bastion.lifespan)``."""
+        if app is not None:
+            self.settings.declare_scopes(dependencies.scopes_required_by(app.routes))
+        self._announce_weakened_protections()
         if self.db.is_sqlite:
             await self.db.upgrade()
         await self.tokens.load_revocations()
@@ -180,6 +183,17 @@ class Bastion:
             await self.api_keys.flush_last_used()
             await self.db.dispose()
 
+    def _announce_weakened_protections(self) -> None:
+        """Every protection a setting turned off is said once at start (STYLE §3.8)."""
+        settings = self.settings
+        if settings.insecure_http_cookies:
+            logger.warning(
+                "insecure_http_cookies",
+                setting="BASTION_ALLOW_INSECURE_HTTP_COOKIES",
+                detail="over plain HTTP, session cookies lose __Host- and Secure "
+                "(development only; set it to false to refuse sessions over HTTP)",
+            )
+
     async def _flush_periodically(self, every: float = 30.0) -> None:
         """Batch ``last_used_at`` writes of API keys: one write per key per period, not per
         request (SPEC §8)."""
@@ -194,7 +208,7 @@ class Bastion:
         app.include_router(auth_api.router)
         app.include_router(keys_api.router)
         app.include_router(health_api.router)
-        install_openapi(app, {s: s for s in sorted(self.settings.known_scopes)})
+        install_openapi(app, lambda: self.settings.known_scopes)
         remove_fastapi_docs(app, keep_openapi=self.settings.docs)
         if app.openapi_url and self.settings.docs:
             install_docs(app, app.openapi_url)
@@ -219,7 +233,9 @@ class Bastion:
         """A dependency giving the caller's :class:`~bastion.Principal` when it holds every
         scope and role named, else 401/403 (SPEC §2.3–2.4); see
         :func:`bastion.api.dependencies.require` for ``schemes``, ``rate`` and
-        ``api_key_in_query``."""
+        ``api_key_in_query``. The scopes become known at once, so roles granted ``*`` (admin)
+        hold them and the token endpoint can grant them."""
+        self.settings.declare_scopes(scopes)
         return dependencies.require(
             *scopes, roles=roles, schemes=schemes, rate=rate, api_key_in_query=api_key_in_query
         )
@@ -238,7 +254,7 @@ def with_development_secret(settings: BastionSettings) -> BastionSettings:
 
 
 def _read_or_create_secret(path: Path) -> SecretStr:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
     except FileExistsError:

@@ -142,9 +142,16 @@ class InsufficientScope(PermissionDenied):
         return headers
 
 
-class MissingRole(PermissionDenied):
+class MissingRole(InsufficientScope):
+    """SPEC §3: a missing role is a 403 like a missing scope, with the same RFC 6750 challenge
+    for bearer tokens; the challenge names what the route needs (``admin`` is both the role and
+    a scope of that role, SPEC §4.7)."""
+
     problem_type = "urn:bastion:problem:missing-role"
     default_detail = "Your account lacks the role this resource requires."
+
+    def __init__(self, required: Iterable[str] = (), *, bearer: bool = False) -> None:
+        super().__init__(required, bearer=bearer, detail=self.default_detail)
 
 
 class CSRFFailed(PermissionDenied):
@@ -155,6 +162,11 @@ class CSRFFailed(PermissionDenied):
         super().__init__()
         self.username = username
         """The session's user, for the ``csrf_failed`` event; never shown to the client."""
+
+    def extra_members(self) -> dict[str, Any]:
+        """``reason`` lets a client tell a CSRF refusal from a missing scope without parsing
+        ``type``; it is the name of the event it leaves (SPEC §6)."""
+        return {"reason": "csrf_failed"}
 
 
 class NotFound(BastionError):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from bastion.api import admin as admin_api
+from bastion.api import health as health_api
 from bastion.api import items as items_api
 from bastion.api import metrics as metrics_api
 from bastion.core import Bastion, with_development_secret
@@ -30,6 +31,7 @@ def create_app(settings: BastionSettings | None = None, bastion: Bastion | None 
         openapi_url="/openapi.json" if docs else None,
     )
     bastion.protect(app)
+    app.include_router(health_api.reference_router)
     app.include_router(items_api.router)
     app.include_router(admin_api.router)
     app.include_router(metrics_api.router)

@@ -12,11 +12,19 @@ import ipaddress
 import json
 import os
 import secrets
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bastion.edge.cors import canonical_origin
@@ -30,6 +38,9 @@ DEFAULT_ROLES: dict[str, list[str]] = {
     "admin": ["*"],
 }
 """SPEC §4.7: ``*`` stands for every scope the server knows, plus ``admin``."""
+
+ASYNC_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+"""The database URLs Bastion accepts (SPEC §7)."""
 
 BUILTIN_SCOPES: tuple[str, ...] = (
     "items:read",
@@ -177,10 +188,39 @@ class BastionSettings(BaseSettings):
     log_format: LogFormat | None = None
     log_level: str = "info"
 
+    _declared_scopes: set[str] = PrivateAttr(default_factory=set)
+    """Scopes the app's routes require (``bastion.require("reports:read")``): part of what
+    ``*`` grants, so an admin holds an app's own scopes without listing them (SPEC §4.7)."""
+    _role_scopes: dict[frozenset[str], frozenset[str]] = PrivateAttr(default_factory=dict)
+    """``scopes_for_roles`` answers, memoised: it runs on every authenticated request."""
+
     @field_validator("allowed_hosts", "trusted_proxies", "cors_origins", mode="before")
     @classmethod
     def _lists_from_csv(cls, value: Any) -> Any:
         return _split_csv(value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_is_async(cls, value: str | None) -> str | None:
+        """Only the two engines Bastion migrates and tests, through their async drivers; a typo
+        is refused at start instead of failing on the first request."""
+        if value is None:
+            return value
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(
+                "not a database URL; use sqlite+aiosqlite:///path or "
+                "postgresql+asyncpg://user@host/name"
+            ) from None
+        if url.drivername not in ASYNC_DRIVERS:
+            raise ValueError(
+                f"{url.drivername!r} is not supported; use one of {', '.join(ASYNC_DRIVERS)}"
+            )
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -286,21 +326,43 @@ class BastionSettings(BaseSettings):
 
     @property
     def known_scopes(self) -> frozenset[str]:
-        """Every scope a role can name, so that ``*`` expands to a finite, auditable set."""
-        scopes = set(BUILTIN_SCOPES)
+        """Every scope a role can name or a route requires, so that ``*`` expands to a finite,
+        auditable set."""
+        scopes = set(BUILTIN_SCOPES) | self._declared_scopes
         for granted in self.roles.values():
             scopes.update(s for s in granted if s != "*")
         return frozenset(scopes)
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy with scope registries of its own (pydantic would share the containers)."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy._declared_scopes = set(self._declared_scopes)
+        copy._role_scopes = {}
+        return copy
+
+    def declare_scopes(self, scopes: Iterable[str]) -> None:
+        """Make ``scopes`` known (a route requires them); settings stay frozen otherwise."""
+        new = set(scopes) - self._declared_scopes
+        if new:
+            self._declared_scopes.update(new)
+            self._role_scopes.clear()
+
     def scopes_for_roles(self, roles: frozenset[str] | set[str] | list[str]) -> frozenset[str]:
+        key = frozenset(roles)
+        cached = self._role_scopes.get(key)
+        if cached is not None:
+            return cached
         scopes: set[str] = set()
-        for role in roles:
+        for role in key:
             granted = self.roles.get(role, [])
             if "*" in granted:
                 scopes.update(self.known_scopes)
             else:
                 scopes.update(granted)
-        return frozenset(scopes)
+        if len(self._role_scopes) > 1024:  # role sets are few; never let odd input grow it
+            self._role_scopes.clear()
+        result = self._role_scopes[key] = frozenset(scopes)
+        return result
 
     def production_findings(self) -> list[str]:
         """Every reason this configuration is unsafe for production (SPEC §5), each naming its

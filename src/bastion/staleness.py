@@ -79,8 +79,12 @@ class StaleCache(Generic[K, V]):
         return value
 
     def put(self, key: K, value: V | None) -> None:
+        """Store a fresh entry; when full, the entry written longest ago makes room. (Emptying
+        the whole cache instead would let anyone who can mint well-formed unknown ids, the key
+        checksum being public, send every client back to the database at once.)"""
+        self._entries.pop(key, None)
         if len(self._entries) >= self._max_entries:
-            self._entries.clear()
+            del self._entries[next(iter(self._entries))]
         self._entries[key] = (self._clock() + self._ttl, value)
 
     def forget(self, key: K) -> None:

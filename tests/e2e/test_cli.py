@@ -34,9 +34,11 @@ def test_gen_secret_prints_a_fresh_strong_secret(runner: CliRunner) -> None:
 def test_check_config_lists_every_finding_and_exits_1(runner: CliRunner) -> None:
     result = runner.invoke(app, ["check-config"], env={"BASTION_CORS_ORIGINS": "*"})
     assert result.exit_code == 1
-    assert "BASTION_SECRET_KEY" in result.stderr
-    assert "BASTION_ALLOWED_HOSTS" in result.stderr
-    assert "BASTION_CORS_ORIGINS" in result.stderr
+    findings = [line for line in result.stdout.splitlines() if line.startswith("finding: ")]
+    assert len(findings) == 3
+    for setting in ("BASTION_SECRET_KEY", "BASTION_ALLOWED_HOSTS", "BASTION_CORS_ORIGINS"):
+        assert any(setting in line for line in findings)
+        assert setting in result.stderr  # the one-line verdict names them too
 
 
 def test_check_config_passes_a_production_ready_configuration(runner: CliRunner) -> None:
@@ -98,3 +100,48 @@ def test_createuser_refuses_a_taken_name(runner: CliRunner) -> None:
 def test_a_password_on_the_command_line_is_a_usage_error(runner: CliRunner) -> None:
     result = runner.invoke(app, ["createuser", "erin", "--password", STRONG_PASSWORD])
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("command", "env", "named"),
+    [
+        (["db", "upgrade"], {"BASTION_DATABASE_URL": "nonsense"}, "BASTION_DATABASE_URL"),
+        (["serve"], {"BASTION_DATABASE_URL": "mysql://db/app"}, "BASTION_DATABASE_URL"),
+        (["db", "upgrade"], {"BASTION_DATA_DIR": "/etc/hostname/sub"}, "BASTION_DATA_DIR"),
+        (
+            ["createuser", "bob", "--password-stdin"],
+            {"BASTION_DATA_DIR": "/etc/hostname/sub"},
+            "BASTION_DATA_DIR",
+        ),
+        (["serve"], {"BASTION_SECRET_KEY_FILE": "/nonexistent"}, "BASTION_SECRET_KEY_FILE"),
+        (
+            ["check-config"],
+            {"BASTION_CORS_ORIGINS": "*", "BASTION_CORS_ALLOW_CREDENTIALS": "true"},
+            "BASTION_CORS_ALLOW_CREDENTIALS",
+        ),
+    ],
+)
+def test_a_configuration_mistake_is_one_line_naming_the_setting(
+    runner: CliRunner, command: list[str], env: dict[str, str], named: str
+) -> None:
+    result = runner.invoke(app, command, env=env, input=STRONG_PASSWORD + "\n")
+    assert result.exit_code == 1
+    assert named in result.stderr
+    assert "BASTION_:" not in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_an_unreachable_database_is_a_message_not_a_traceback(runner: CliRunner) -> None:
+    env = {"BASTION_DATABASE_URL": "postgresql+asyncpg://127.0.0.1:1/nothing"}
+    result = runner.invoke(app, ["db", "upgrade"], env=env)
+    assert result.exit_code == 1
+    assert "database is unavailable" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_the_data_directory_and_database_are_private(runner: CliRunner, tmp_path: Path) -> None:
+    data = tmp_path / "fresh"
+    result = runner.invoke(app, ["db", "upgrade"], env={"BASTION_DATA_DIR": str(data)})
+    assert result.exit_code == 0, result.output
+    assert data.stat().st_mode & 0o777 == 0o700
+    assert (data / "bastion.db").stat().st_mode & 0o777 == 0o600

@@ -219,6 +219,14 @@ async def test_every_admin_route_refuses_non_admins(
             response = await harness.client.request(method, path, json=body, headers=headers)
             assert_problem(response, 403)
             assert "intruder" not in response.text, (kind, method, path)
+            challenge = response.headers.get("www-authenticate")
+            if kind == "bearer":  # SPEC §3: a missing role is insufficient_scope for bearers
+                assert challenge is not None, (method, path)
+                assert challenge.startswith('Bearer realm="bastion", error="insufficient_scope"')
+                assert 'scope="' in challenge
+                assert "admin" in challenge
+            else:
+                assert challenge is None, (kind, method, path)
     # Nothing was done on their behalf.
     users = (await harness.client.get("/admin/users", headers=admin)).json()["items"]
     assert {u["username"] for u in users} == {"root", "mallory", "victim"}

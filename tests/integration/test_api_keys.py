@@ -654,6 +654,14 @@ async def exercise_query_route(client: httpx.AsyncClient) -> None:
     both = await client.get("/download", params={"api_key": key}, headers=bearer(access))
     assert_problem(both, 400)
 
+    # A key in the header and one in the query: never a guess at which was meant, whichever
+    # of the two is the good one.
+    for header, query in ((key, "bst_junk"), ("bst_junk", key), (key, key)):
+        twice = await client.get(
+            "/download", params={"api_key": query}, headers={"X-API-Key": header}
+        )
+        assert_problem(twice, 400)
+
     # The route that did not opt in still ignores the parameter.
     plain = await client.get("/plain", params={"api_key": key})
     assert_problem(plain, 401)

@@ -149,6 +149,8 @@ async def test_login_answers_the_csrf_token_and_two_cookies(harness: Harness) ->
     assert len(cookies) == 2
     by_name = {c.name: c for c in cookies}
     assert set(by_name) == set(PLAIN), "plain HTTP in development drops the __Host- prefix"
+    for raw in response.headers.get_list("set-cookie"):
+        assert "; SameSite=Lax" in raw, "spelled as SPEC §4.3 spells it"
 
     session = by_name["bastion_session"]
     assert session.has("httponly")

@@ -64,6 +64,7 @@ async def names(h: Harness, headers: dict[str, str]) -> list[str]:
 def assert_csrf_refused(response: httpx.Response) -> None:
     body = assert_problem(response, 403)
     assert "csrf" in body["type"].lower()
+    assert body["reason"] == "csrf_failed"
 
 
 # ---------------------------------------------------------------------------- CSRF

@@ -14,7 +14,7 @@ from starlette.types import Receive, Scope, Send
 
 from bastion.edge.middleware import EdgeMiddleware
 from bastion.settings import BastionSettings
-from tests.conftest import Harness, make_settings
+from tests.conftest import Harness, make_settings, open_harness
 from tests.security.conftest import Account
 
 MIB = 1024 * 1024
@@ -348,3 +348,17 @@ async def test_the_real_app_grants_only_the_listed_origin(harness: Harness) -> N
     assert preflight.status_code == 204
     assert preflight.headers["access-control-allow-origin"] == APP_ORIGIN
     assert_security_headers(preflight)
+
+
+async def test_behind_a_tls_proxy_the_apps_own_redirects_stay_on_https(
+    database_url: str, tmp_path: Path
+) -> None:
+    """FastAPI's trailing-slash redirect is built from the request's scheme: behind a trusted
+    TLS-terminating proxy it must send the client to https, never down to plain HTTP."""
+    settings = make_settings(database_url, tmp_path, trusted_proxies=["127.0.0.0/8"])
+    async with open_harness(settings) as h:
+        response = await h.client.get(
+            "/items/", headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
+        )
+    assert response.status_code == 307
+    assert response.headers["location"] == "https://testserver/items"

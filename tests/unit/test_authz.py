@@ -59,14 +59,17 @@ def test_a_caller_with_the_role_passes() -> None:
     Requirement(roles=frozenset({"admin"})).check(admin)
 
 
-def test_roles_are_checked_before_scopes_so_admin_scopes_are_not_disclosed() -> None:
-    requirement = Requirement(scopes=frozenset({"admin"}), roles=frozenset({"admin"}))
+def test_a_missing_role_is_an_insufficient_scope_challenge_for_a_bearer() -> None:
+    """SPEC §3: a 403 for a missing scope *or role* carries the RFC 6750 challenge."""
+    requirement = Requirement(scopes=frozenset({"items:read"}), roles=frozenset({"admin"}))
 
     with pytest.raises(MissingRole) as info:
         requirement.check(principal())
 
     headers = render_bastion_error(info.value).headers
-    assert "admin" not in headers.get("www-authenticate", "")
+    assert headers["www-authenticate"] == (
+        'Bearer realm="bastion", error="insufficient_scope", scope="admin items:read"'
+    )
 
 
 def test_the_role_alone_is_not_enough_without_the_scope() -> None:

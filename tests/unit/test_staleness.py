@@ -48,11 +48,13 @@ async def test_forget_forces_the_next_read() -> None:
     assert await cache.get("k", load) == "v2"
 
 
-async def test_the_cache_never_grows_past_its_bound() -> None:
+async def test_the_cache_never_grows_past_its_bound_and_evicts_the_oldest() -> None:
     cache: StaleCache[str, str] = StaleCache(ttl=60.0, max_entries=2)
     load = Loader()
     for key in ("a", "b", "c"):
         await cache.get(key, load)
+    await cache.get("c", load)
+    await cache.get("b", load)  # still cached: a flood of new keys evicts one at a time
     await cache.get("a", load)
     assert load.calls == ["a", "b", "c", "a"]
 

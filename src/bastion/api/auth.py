@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.datastructures import FormData
@@ -29,6 +29,9 @@ SECRET_QUERY_PARAMS = frozenset(
     {"password", "token", "refresh_token", "access_token", "api_key", "client_secret"}
 )
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
+SAME_SITE = cast(Literal["lax"], "Lax")
+"""SPEC §4.3 spells it ``SameSite=Lax``; Starlette's hints want lower case but it writes the
+value as given (and checks it case-insensitively)."""
 INTERACTIVE = ("bearer", "session")
 """Credentials of a person at a client (not API keys): the ones that may log out or change the
 account's password."""
@@ -227,7 +230,7 @@ async def create_session(request: Request, body: Credentials, response: Response
         path="/",
         secure=secure,
         httponly=True,
-        samesite="lax",
+        samesite=SAME_SITE,
     )
     response.set_cookie(
         csrf_name,
@@ -236,7 +239,7 @@ async def create_session(request: Request, body: Credentials, response: Response
         path="/",
         secure=secure,
         httponly=False,
-        samesite="lax",
+        samesite=SAME_SITE,
     )
     response.headers.update(NO_STORE)
     return SessionCreated(csrf_token=csrf_token)
@@ -273,4 +276,4 @@ def request_scheme(request: Request) -> str:
 def clear_session_cookies(response: Response) -> None:
     for secure in (True, False):
         for name in cookie_names(secure=secure):
-            response.delete_cookie(name, path="/", secure=secure, samesite="lax")
+            response.delete_cookie(name, path="/", secure=secure, samesite=SAME_SITE)

@@ -6,13 +6,16 @@ which SPEC §8's measurements put at about a third of the throughput.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from inspect import Parameter, Signature
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request, Security
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyCookie, APIKeyHeader, APIKeyQuery, OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.routing import BaseRoute
 
 from bastion.authz import Requirement
 from bastion.errors import RateLimited, UnsupportedMediaType
@@ -110,7 +113,20 @@ def require(
     authenticated_principal.__signature__ = _declared_signature(  # type: ignore[attr-defined]
         scopes, accepted, read_query
     )
+    authenticated_principal.bastion_scopes = requirement.scopes  # type: ignore[attr-defined]
     return Depends(authenticated_principal)
+
+
+def scopes_required_by(routes: Iterable[BaseRoute]) -> set[str]:
+    """Every scope a ``require(...)`` on these routes asks for, found in their dependency
+    trees (an app's own scopes, such as ``reports:read``, are declared nowhere else)."""
+    found: set[str] = set()
+    pending: list[Dependant] = [r.dependant for r in routes if isinstance(r, APIRoute)]
+    while pending:
+        dependant = pending.pop()
+        found.update(getattr(dependant.call, "bastion_scopes", ()))
+        pending.extend(dependant.dependencies)
+    return found
 
 
 def _declared_signature(scopes: Sequence[str], schemes: Sequence[str], query: bool) -> Signature:

@@ -1,4 +1,5 @@
-"""Public routes: liveness, readiness, the JWKS and ``/public`` (SPEC §4.1)."""
+"""Public routes: liveness, readiness, the JWKS (every protected app gets them) and the reference
+server's ``/public`` (SPEC §4.1), which ``Bastion.protect`` does not force on a user's app."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from bastion.api.schemas import Message
 from bastion.errors import ServiceUnavailable
 
 router = APIRouter(tags=["public"])
+reference_router = APIRouter(tags=["public"])
 
 
-@router.get("/public", response_model=Message)
+@reference_router.get("/public", response_model=Message)
 async def public() -> Message:
     return Message(message="Anyone can see this")
 

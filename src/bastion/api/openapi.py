@@ -3,6 +3,7 @@ problem+json responses it can give, so schema-driven tools can check answers aga
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from fastapi import FastAPI
@@ -24,8 +25,9 @@ _DESCRIPTIONS = {
 }
 
 
-def install_openapi(app: FastAPI, scopes: dict[str, str]) -> None:
-    """Wrap ``app.openapi`` so the document is generated once, with error responses added."""
+def install_openapi(app: FastAPI, scopes: Callable[[], Iterable[str]]) -> None:
+    """Wrap ``app.openapi`` so the document is generated once, with error responses added.
+    ``scopes`` is asked when the document is made: by then every route has declared its own."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -36,7 +38,7 @@ def install_openapi(app: FastAPI, scopes: dict[str, str]) -> None:
                 routes=app.routes,
             )
             add_problem_responses(schema)
-            declare_scopes(schema, scopes)
+            declare_scopes(schema, {scope: scope for scope in sorted(scopes())})
             app.openapi_schema = schema
         return app.openapi_schema
 

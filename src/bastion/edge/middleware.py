@@ -88,6 +88,13 @@ class EdgeMiddleware:
         state["request_id"] = request_id
         state["client_ip"] = client.ip
         state["scheme"] = client.scheme
+        if client.scheme != scope.get("scheme", "http"):
+            # behind a trusted TLS proxy: URLs the app builds (a trailing-slash redirect,
+            # request.url_for) must say https, never send the client back to plain HTTP
+            scope["scheme"] = client.scheme
+        peer = scope.get("client")
+        if client.ip is not None and (peer is None or peer[0] != client.ip):
+            scope["client"] = (client.ip, 0)
         outgoing = _Outgoing(send, request_id)
         answer = self._answer_at_the_edge(scope, headers, client, outgoing)
         if answer is not None:

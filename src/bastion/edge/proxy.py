@@ -12,8 +12,9 @@ worthless, and the peer's own address is used.
 them and passes the other through as the client wrote it, so a request carrying both is believed
 only when they name the same client.
 
-The result goes to ``scope["state"]`` for the rate limiter and the logs; ``scope["client"]``, the
-transport's own truth, is never rewritten.
+The result goes to ``scope["state"]`` for the rate limiter and the logs, and (when a trusted proxy
+forwarded the request) into ``scope["client"]`` and ``scope["scheme"]``, so that the app's
+``request.client`` and the URLs it builds agree with what the edge decided.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ change and the audit event that describes it commit or roll back together (SPEC 
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -44,7 +45,7 @@ class Database:
     def _create_engine(self, pool_size: int, timeout: float) -> AsyncEngine:
         if self.is_sqlite:
             if self.url.database and self.url.database != ":memory:":
-                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+                _create_private_file(Path(self.url.database))
             engine = create_async_engine(
                 self.url, connect_args={"timeout": timeout, "isolation_level": None}
             )
@@ -100,12 +101,23 @@ class Database:
         return True
 
     async def upgrade(self) -> None:
-        """Apply every Alembic migration (idempotent)."""
-        async with self.engine.begin() as conn:
-            await _run_migrations(conn)
+        """Apply every Alembic migration (idempotent); an unreachable database is a 503-style
+        :class:`ServiceUnavailable`, as for every other unit of work."""
+        try:
+            async with self.engine.begin() as conn:
+                await _run_migrations(conn)
+        except (OperationalError, InterfaceError, OSError, TimeoutError) as exc:
+            raise ServiceUnavailable("The database is unavailable; try again shortly.") from exc
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _create_private_file(path: Path) -> None:
+    """The database holds password hashes: its directory is created 0700 and the file 0600
+    (SQLite gives its -wal and -shm files the database file's mode)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

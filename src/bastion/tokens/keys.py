@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,13 @@ class KeySet:
                 raise KeyConfigurationError("BASTION_SECRET_KEY is not set")
             current = hmac_key(settings.secret_key.get_secret_value().encode())
             previous = (
-                [hmac_key(settings.previous_secret_key.get_secret_value().encode(), sign=False)]
+                [
+                    hmac_key(
+                        settings.previous_secret_key.get_secret_value().encode(),
+                        sign=False,
+                        setting="BASTION_PREVIOUS_SECRET_KEY",
+                    )
+                ]
                 if settings.previous_secret_key
                 else []
             )
@@ -70,19 +77,39 @@ class KeySet:
             raise KeyConfigurationError(
                 f"BASTION_JWT_PRIVATE_KEY_FILE is required for {settings.jwt_algorithm.value}"
             )
-        current = pem_key(settings.jwt_private_key_file, settings.jwt_algorithm)
+        current = _named(
+            "BASTION_JWT_PRIVATE_KEY_FILE",
+            lambda path: pem_key(path, settings.jwt_algorithm),
+            settings.jwt_private_key_file,
+        )
         previous = (
-            [pem_key(settings.jwt_previous_key_file, settings.jwt_algorithm, sign=False)]
+            [
+                _named(
+                    "BASTION_JWT_PREVIOUS_KEY_FILE",
+                    lambda path: pem_key(path, settings.jwt_algorithm, sign=False),
+                    settings.jwt_previous_key_file,
+                )
+            ]
             if settings.jwt_previous_key_file
             else []
         )
         return cls(current, previous)
 
 
-def hmac_key(secret: bytes, *, sign: bool = True) -> SigningKey:
+def _named(setting: str, load: Callable[[Path], SigningKey], path: Path) -> SigningKey:
+    """``load(path)``, its refusal prefixed with the setting that named the file (SPEC §5)."""
+    try:
+        return load(path)
+    except KeyConfigurationError as exc:
+        raise KeyConfigurationError(f"{setting}: {exc}") from exc
+
+
+def hmac_key(
+    secret: bytes, *, sign: bool = True, setting: str = "BASTION_SECRET_KEY"
+) -> SigningKey:
     if len(secret) < MIN_SECRET_BYTES:
         raise KeyConfigurationError(
-            f"BASTION_SECRET_KEY is weak: HS256 needs at least {MIN_SECRET_BYTES} bytes"
+            f"{setting} is weak: HS256 needs at least {MIN_SECRET_BYTES} bytes"
         )
     # The kid is a digest of a digest: it names the key without helping anyone guess it.
     kid = "hs-" + hashlib.sha256(b"bastion-kid:" + hashlib.sha256(secret).digest()).hexdigest()[:16]

@@ -335,7 +335,10 @@ def test_unquoted_handles_tokens_quoted_strings_and_stray_quotes() -> None:
 # ----------------------------------------------------------------------------- in the edge
 
 
-async def test_the_edge_stores_the_client_in_state_and_leaves_the_peer_alone() -> None:
+async def test_behind_a_trusted_proxy_the_app_sees_the_client_and_its_scheme() -> None:
+    """What uvicorn's own proxy-header handling would do, but only for configured proxies: so
+    ``request.client`` is the client, and URLs the app builds (FastAPI's trailing-slash
+    redirect) say https, never sending a TLS client back to plain HTTP."""
     app = Recorder()
 
     response = await call(
@@ -345,8 +348,8 @@ async def test_the_edge_stores_the_client_in_state_and_leaves_the_peer_alone() -
     )
 
     assert response.json() == {"client_ip": "198.51.100.7", "scheme": "https"}
-    assert app.scopes[0]["client"] == ("10.0.0.1", 1234)
-    assert app.scopes[0]["scheme"] == "http"
+    assert app.scopes[0]["client"] == ("198.51.100.7", 0)
+    assert app.scopes[0]["scheme"] == "https"
 
 
 async def test_the_edge_ignores_forwarding_headers_by_default() -> None:
@@ -359,3 +362,5 @@ async def test_the_edge_ignores_forwarding_headers_by_default() -> None:
     )
 
     assert response.json() == {"client_ip": "127.0.0.1", "scheme": "http"}
+    assert app.scopes[0]["client"] == ("127.0.0.1", 1234)
+    assert app.scopes[0]["scheme"] == "http"

@@ -1,0 +1,96 @@
+"""Bastion inside a team's own app, written exactly as SPEC §1.1 shows it: no role mapping of
+the app's own scopes, so ``*`` (admin) must hold them because the routes require them.
+
+No ``from __future__ import annotations`` here: the routes are defined inside a fixture, and
+FastAPI could not resolve string annotations naming its local ``bastion``."""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from bastion import Bastion, Principal, require
+from tests.conftest import STRONG_PASSWORD, make_settings
+
+
+@pytest.fixture
+async def client(database_url: str, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    bastion = Bastion(make_settings(database_url, tmp_path))
+    app = FastAPI(lifespan=bastion.lifespan)
+    bastion.protect(app)
+
+    @app.get("/reports")
+    async def reports(
+        user: Annotated[Principal, bastion.require("reports:read")],
+    ) -> dict[str, str]:
+        return {"for": user.username}
+
+    @app.get("/exports")  # the module-level require: known once the app starts
+    async def exports(user: Annotated[Principal, require("exports:run")]) -> dict[str, str]:
+        return {"for": user.username}
+
+    async with bastion.lifespan(app):
+        if not bastion.db.is_sqlite:
+            await bastion.db.upgrade()
+        await bastion.accounts.create_user("root", STRONG_PASSWORD, ["user", "admin"])
+        await bastion.accounts.create_user("alice", STRONG_PASSWORD, ["user"])
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            yield c
+
+
+async def token(client: httpx.AsyncClient, username: str, **extra: str) -> httpx.Response:
+    return await client.post(
+        "/auth/token",
+        data={"grant_type": "password", "username": username, "password": STRONG_PASSWORD, **extra},
+    )
+
+
+def bearer(response: httpx.Response) -> dict[str, str]:
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+async def test_an_admin_holds_the_apps_own_scopes(client: httpx.AsyncClient) -> None:
+    login = await token(client, "root")
+    assert {"reports:read", "exports:run"} <= set(login.json()["scope"].split())
+    headers = bearer(login)
+    assert (await client.get("/reports", headers=headers)).json() == {"for": "root"}
+    assert (await client.get("/exports", headers=headers)).status_code == 200
+
+
+async def test_an_admin_may_ask_for_just_the_apps_scope(client: httpx.AsyncClient) -> None:
+    login = await token(client, "root", scope="reports:read")
+    assert login.json()["scope"] == "reports:read"
+    headers = bearer(login)
+    assert (await client.get("/reports", headers=headers)).status_code == 200
+    narrowed = await client.get("/exports", headers=headers)
+    assert narrowed.status_code == 403
+
+
+async def test_a_user_without_the_scope_gets_403_with_the_challenge(
+    client: httpx.AsyncClient,
+) -> None:
+    assert (await token(client, "alice", scope="reports:read")).json()["error"] == "invalid_scope"
+    response = await client.get("/reports", headers=bearer(await token(client, "alice")))
+    assert response.status_code == 403
+    assert response.headers["www-authenticate"] == (
+        'Bearer realm="bastion", error="insufficient_scope", scope="reports:read"'
+    )
+
+
+async def test_the_docs_offer_the_apps_scopes(client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    flow = schema["components"]["securitySchemes"]["OAuth2PasswordBearer"]["flows"]["password"]
+    assert {"reports:read", "exports:run"} <= set(flow["scopes"])
+
+
+async def test_the_reference_servers_routes_are_not_forced_on_the_app(
+    client: httpx.AsyncClient,
+) -> None:
+    assert (await client.get("/public")).status_code == 404
+    assert (await client.get("/items")).status_code == 404
+    assert (await client.get("/health")).status_code == 200
