@@ -46,6 +46,7 @@ from bastion.tokens.grants import TokenService
 from bastion.tokens.jwt import AccessTokenCodec
 from bastion.tokens.keys import KeySet
 from bastion.tokens.revocation import MemoryRevocationList
+from bastion.tokens.revocation_sync import RevocationSync
 from bastion.user_state import UserStateCache
 
 logger = structlog.get_logger("bastion")
@@ -132,6 +133,12 @@ class Bastion:
         self.ip_policy = Policy.parse("ip", settings.ratelimit_ip)
         self.principal_policy = Policy.parse("principal", settings.ratelimit_principal)
         self.login_policy = Policy.parse("login", settings.ratelimit_login)
+        self.revocation_sync = RevocationSync(
+            self.db,
+            self.revocations,
+            access_ttl=settings.access_token_ttl,
+            on_failure=lambda: self.metrics.degraded.labels("revocation_sync", "stale").inc(),
+        )
         self.tokens = TokenService(
             settings, self.db, self.codec, self.revocations, self.accounts, self.users, self.audit
         )
@@ -167,8 +174,9 @@ class Bastion:
         self._announce_weakened_protections()
         if self.db.is_sqlite:
             await self.db.upgrade()
-        await self.tokens.load_revocations()
+        await self.revocation_sync.load()
         flusher = asyncio.create_task(self._flush_periodically())
+        syncing = asyncio.create_task(self.revocation_sync.run())
         stop_metrics = (
             self.metrics.serve(self.settings.metrics_address)
             if self.settings.metrics_address
@@ -178,6 +186,7 @@ class Bastion:
             yield
         finally:
             flusher.cancel()
+            syncing.cancel()
             if stop_metrics is not None:
                 await asyncio.to_thread(stop_metrics)
             await self.api_keys.flush_last_used()

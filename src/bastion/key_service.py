@@ -27,7 +27,7 @@ from bastion.api_keys import (
 from bastion.audit.events import EventType
 from bastion.audit.recorder import AuditRecorder
 from bastion.errors import AuthenticationError, NotFound, PermissionDenied
-from bastion.staleness import StaleCache
+from bastion.staleness import DEFAULT_TTL, StaleCache
 from bastion.storage.db import Database
 from bastion.storage.models import ApiKey
 from bastion.storage.repositories.api_keys import ApiKeyRepository
@@ -82,7 +82,7 @@ class ApiKeyService:
         pepper: bytes,
         audit: AuditRecorder,
         *,
-        ttl: float = 1.0,
+        ttl: float = DEFAULT_TTL,
         clock: Callable[[], float] = time.time,
         max_entries: int = 100_000,
     ) -> None:

@@ -1,6 +1,6 @@
 """Cookie sessions: opaque ids stored as digests, with idle and absolute lifetimes (SPEC §4.3).
 
-Like API keys, a session's record is read at most once a second per worker, so ending a session
+Like API keys, a session's record is read at most twice a second per worker, so ending a session
 (logout, password change, admin revoke) bites within a second without a read per request. Idle
 time is tracked with at most one write per session per ``touch_every`` seconds.
 """
@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bastion.audit.events import EventType
 from bastion.audit.recorder import AuditRecorder
 from bastion.errors import AuthenticationError
-from bastion.staleness import StaleCache
+from bastion.staleness import DEFAULT_TTL, StaleCache
 from bastion.storage.db import Database
 from bastion.storage.models import Session
 from bastion.storage.repositories.sessions import SessionRepository
@@ -68,7 +68,7 @@ class SessionService:
         idle_seconds: int,
         absolute_seconds: int,
         touch_every: float = 60.0,
-        ttl: float = 1.0,
+        ttl: float = DEFAULT_TTL,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._db = db

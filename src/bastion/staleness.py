@@ -16,6 +16,11 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
+DEFAULT_TTL = 0.5
+"""Half the promised second (SPEC §3: a revoked or disabled credential is refused within 1 s):
+an entry read just before a change and then kept for ``ttl`` must still be gone in time, with
+room for the re-read itself."""
+
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
@@ -24,7 +29,7 @@ class StaleCache(Generic[K, V]):
     def __init__(
         self,
         *,
-        ttl: float = 1.0,
+        ttl: float = DEFAULT_TTL,
         max_entries: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

@@ -12,11 +12,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bastion.staleness import StaleCache
+from bastion.staleness import DEFAULT_TTL, StaleCache
 from bastion.storage.db import Database
 from bastion.storage.models import User
-
-DEFAULT_TTL_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +37,7 @@ class UserStateCache:
         self,
         db: Database,
         *,
-        ttl: float = DEFAULT_TTL_SECONDS,
+        ttl: float = DEFAULT_TTL,
         max_entries: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

@@ -185,7 +185,9 @@ async def test_families_are_revoked_once_and_per_user(harness: Harness) -> None:
     assert b1 not in since
 
 
-async def test_denied_access_tokens_are_kept_until_they_expire(harness: Harness) -> None:
+async def test_denied_access_tokens_are_found_by_when_they_were_denied_until_expiry(
+    harness: Harness,
+) -> None:
     now = datetime.now(UTC)
 
     async with harness.bastion.db.transaction() as session:
@@ -194,7 +196,10 @@ async def test_denied_access_tokens_are_kept_until_they_expire(harness: Harness)
         await repo.deny_access_token("live-jti", now + timedelta(minutes=15))
         await repo.deny_access_token("old-jti", now - timedelta(seconds=1))
     async with harness.bastion.db.transaction() as session:
-        denied = await RefreshTokenRepository(session).denied_access_tokens(now)
+        repo = RefreshTokenRepository(session)
+        denied = await repo.access_tokens_denied_since(now - timedelta(seconds=5), now)
+        later = await repo.access_tokens_denied_since(now + timedelta(seconds=5), now)
 
     assert [jti for jti, _ in denied] == ["live-jti"]
     assert denied[0][1].utcoffset() == timedelta(0)
+    assert later == []  # denied before the window asked for

@@ -108,6 +108,8 @@ class RevokedAccessToken(Base):
 
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    """When it was denied: every worker polls for the recent ones (``RevocationSync``)."""
 
 
 class Item(Base):

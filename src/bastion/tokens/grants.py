@@ -199,18 +199,6 @@ class TokenService:
         """Refuse the access tokens of families already revoked in the database."""
         await self._revoke_families(family_ids)
 
-    async def load_revocations(self) -> None:
-        """At start: refuse again what was revoked before a restart and has not expired."""
-        now = datetime.now(UTC)
-        horizon = now - timedelta(seconds=self._codec.ttl_seconds + CLOCK_SKEW_SECONDS)
-        async with self._db.transaction() as session:
-            repo = RefreshTokenRepository(session)
-            tokens = await repo.denied_access_tokens(now)
-            families = await repo.families_revoked_since(horizon)
-        for jti, expires_at in tokens:
-            await self._revocations.revoke_token(jti, expires_at.timestamp())
-        await self._revocations.revoke_families(families, self._access_horizon())
-
     # ----------------------------------------------------------------------------- helpers
 
     async def _deny_access_token(

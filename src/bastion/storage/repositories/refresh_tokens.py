@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.storage.models import RefreshFamily, RefreshToken, RevokedAccessToken
@@ -103,13 +103,22 @@ class RefreshTokenRepository:
 
     async def deny_access_token(self, jti: str, expires_at: datetime) -> None:
         if await self._session.get(RevokedAccessToken, jti) is None:
-            self._session.add(RevokedAccessToken(jti=jti, expires_at=expires_at))
+            self._session.add(
+                RevokedAccessToken(jti=jti, expires_at=expires_at, revoked_at=datetime.now(UTC))
+            )
             await self._session.flush()
 
-    async def denied_access_tokens(self, now: datetime) -> list[tuple[str, datetime]]:
+    async def access_tokens_denied_since(
+        self, since: datetime, now: datetime
+    ) -> list[tuple[str, datetime]]:
+        """Denied ``jti``s still in force that were denied at or after ``since`` (rows from
+        before ``revoked_at`` was kept count as recent: they are few and expire soon)."""
         result = await self._session.execute(
             select(RevokedAccessToken.jti, RevokedAccessToken.expires_at).where(
-                RevokedAccessToken.expires_at > now
+                RevokedAccessToken.expires_at > now,
+                or_(
+                    RevokedAccessToken.revoked_at >= since, RevokedAccessToken.revoked_at.is_(None)
+                ),
             )
         )
         return [(jti, exp) for jti, exp in result.all()]
