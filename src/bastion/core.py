@@ -25,6 +25,7 @@ from bastion.api import health as health_api
 from bastion.api import keys as keys_api
 from bastion.api.docs import install_docs, remove_fastapi_docs
 from bastion.api.openapi import install_openapi
+from bastion.audit.log_records import redact_loggers
 from bastion.audit.metrics import Metrics
 from bastion.audit.observer import IPLimitObserver, RefusalObserver
 from bastion.audit.recorder import AuditRecorder
@@ -211,7 +212,9 @@ class Bastion:
             await self.api_keys.flush_last_used()
 
     def protect(self, app: FastAPI) -> None:
-        """Install the edge, the error mapping and the ``/auth`` routes on ``app``."""
+        """Install the edge, the error mapping and the ``/auth`` routes on ``app``, and redact
+        uvicorn's own logs: its access log prints query strings (SPEC §3, §4.4)."""
+        redact_loggers()
         app.state.bastion = self
         install_error_handlers(app, RefusalObserver(self.audit, self.metrics))
         app.include_router(auth_api.router)

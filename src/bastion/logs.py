@@ -1,4 +1,9 @@
-"""Structured logging setup: console lines in development, JSON in production (SPEC §6)."""
+"""Structured logging setup: console lines in development, JSON in production (SPEC §6).
+
+Python ``logging`` records (uvicorn's "Invalid HTTP request received.", a library's warning) go
+through the same pipeline, so they get the same format and, above all, the same redaction;
+without it they reach standard error raw, through ``logging``'s last-resort handler.
+"""
 
 from __future__ import annotations
 
@@ -42,3 +47,31 @@ def configure_logging(settings: BastionSettings) -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
+    _forward_stdlib_logging()
+
+
+class StructlogHandler(logging.Handler):
+    """A root ``logging`` handler handing each record to structlog, as configured when the
+    record arrives: its processors, its redaction, its output."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            extra = {"exc_info": record.exc_info} if record.exc_info else {}
+            structlog.get_logger(record.name).log(
+                _structlog_level(record.levelno), record.getMessage(), logger=record.name, **extra
+            )
+        except Exception:
+            self.handleError(record)
+
+
+def _structlog_level(levelno: int) -> int:
+    """structlog knows the five named levels only (uvicorn's TRACE is 5): the one at or below."""
+    return min(max(levelno // 10 * 10, logging.DEBUG), logging.CRITICAL)
+
+
+def _forward_stdlib_logging() -> None:
+    """One :class:`StructlogHandler` on the root logger, however often logging is configured."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, StructlogHandler)]:
+        root.removeHandler(handler)
+    root.addHandler(StructlogHandler())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import re
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -435,6 +436,7 @@ class JsonLogs:
 def json_logging(capsys: pytest.CaptureFixture[str], **settings: Any) -> Iterator[JsonLogs]:
     """``configure_logging`` as production runs it (JSON), for the block only."""
     saved = structlog.get_config()
+    saved_handlers = logging.getLogger().handlers[:]
     logs = JsonLogs(capsys)
     configure_logging(BastionSettings(log_format="json", **settings))
     # The renderer's output goes to our buffer; loggers must not stay cached past the block.
@@ -445,6 +447,7 @@ def json_logging(capsys: pytest.CaptureFixture[str], **settings: Any) -> Iterato
         yield logs
     finally:
         structlog.configure(**saved)
+        logging.getLogger().handlers[:] = saved_handlers
 
 
 @pytest.fixture

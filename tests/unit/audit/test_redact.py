@@ -11,7 +11,15 @@ import jwt
 import pytest
 
 from bastion.api_keys import key_prefix, new_api_key, new_key_id
-from bastion.audit.redact import REDACTED, redact_secrets, redact_text, redact_value
+from bastion.audit.events import EventType
+from bastion.audit.redact import (
+    REDACTED,
+    SECRET_QUERY_PARAMS,
+    is_secret_name,
+    redact_secrets,
+    redact_text,
+    redact_value,
+)
 
 API_KEY = new_api_key(new_key_id())
 JWT = jwt.encode(
@@ -124,15 +132,75 @@ def test_every_secret_query_parameter_in_one_url() -> None:
         "theme=dark; bastion_session={s}; lang=en; __Host-bastion_csrf={c}",
     ],
 )
-def test_our_cookies_are_redacted_in_a_raw_cookie_header(cookie: str) -> None:
+def test_our_cookies_lose_their_values_in_a_raw_cookie_string(cookie: str) -> None:
     session, csrf = "Zs9vH3kQe0rUu5v3Yy0w2qC7bA8dF1gH", "9f86d081884c7d659a2feaa0c55ad015"
-    header = "Cookie: " + cookie.format(s=session, c=csrf)
-    redacted = redact_text(header)
+    raw = cookie.format(s=session, c=csrf)
+    redacted = redact_text(raw)
     assert session not in redacted
     assert csrf not in redacted
+    assert f"bastion_session={REDACTED}" in redacted
     for other in ("theme=dark", "lang=en"):
-        if other in header:
+        if other in raw:
             assert other in redacted
+
+
+@pytest.mark.parametrize("name", ["Cookie", "cookie", "Set-Cookie", "Authorization"])
+def test_a_cookie_or_authorization_header_in_text_loses_its_whole_value(name: str) -> None:
+    """Another app's ``sid`` is as secret as our session, and cannot be told from ``theme``."""
+    for text in (f"{name}: sid=abc; other=x", f"{name}: sid=abc; other=x\r\nAccept: */*"):
+        redacted = redact_text(text)
+        assert redacted.startswith(f"{name}: {REDACTED}")
+        for secret in ("sid", "abc", "other"):
+            assert secret not in redacted
+    assert redact_text(f"{name}: sid=abc\nAccept: */*") == f"{name}: {REDACTED}\nAccept: */*"
+
+
+@pytest.mark.parametrize(
+    ("text", "secret", "kept"),
+    [
+        ("password=hunter2", "hunter2", "password="),
+        ("token: abc", "abc", "token: "),
+        ("login with user_password=hunter2 refused", "hunter2", " refused"),
+        ("--password=hunter2 --user=bob", "hunter2", "--user=bob"),
+        ("access-token:zz9plural", "zz9plural", "access-token:"),
+        ("jwt=opaque123", "opaque123", "jwt="),
+        ("session_id=3f2a9c01", "3f2a9c01", "session_id="),
+        ("X-CSRF-Token: 9f86d0818", "9f86d0818", "X-CSRF-Token: "),
+        ("client_secret=c1!pw&state=xyz", "c1!pw", "&state=xyz"),
+        ('{"password": "hunter two"}', "hunter two", '{"password": "'),
+        ("{'api_key': 'k3y-v4lue', 'page': 2}", "k3y-v4lue", "'page': 2}"),
+        ("login(password='it s me')", "it s me", "login(password='"),
+        ("token=Bearer abc", "abc", "token="),
+        (f"token_type=Bearer {JWT}", JWT, "token_type="),
+        ("Proxy-Authorization: Basic YWxpY2U6aHVudGVy", "YWxpY2U6aHVudGVy", "Proxy-Authorization"),
+        ("pepper=p3pp3r, next=1", "p3pp3r", ", next=1"),
+    ],
+)
+def test_a_value_after_a_secret_name_in_free_text_is_redacted(
+    text: str, secret: str, kept: str
+) -> None:
+    redacted = redact_text(text)
+    assert secret not in redacted
+    assert REDACTED in redacted
+    assert kept in redacted
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "tokentoken" * 6_554,  # 64 KiB of a client's path: a name with no end
+        "/x?" + "a_token" * 9_362,
+        "eyJ" * 21_846,  # a JWT that never gets its dots
+        "password:" * 7_282,
+        "Bearer " * 9_362,
+    ],
+)
+def test_redacting_hostile_text_takes_linear_time(text: str) -> None:
+    """A client controls the request line uvicorn logs; redaction must not let 64 KiB of it
+    stall the event loop (quadratic scanning took seconds)."""
+    started = time.perf_counter()
+    redact_text(text)
+    assert time.perf_counter() - started < 0.5
 
 
 @pytest.mark.parametrize(
@@ -143,7 +211,11 @@ def test_our_cookies_are_redacted_in_a_raw_cookie_header(cookie: str) -> None:
         "GET /items/42 -> 200 in 3.1 ms",
         "user alice logged in from 203.0.113.7",
         "/items?page=2&sort=name&limit=50",
-        "/search?my_token=abc&tokens=3&passwords_checked=2",
+        "/search?page=2&per_page=50",
+        "token = await verify(token)",  # code in a traceback: a name, not a name=value pair
+        "password=&next=/",  # nothing to hide
+        "token_type=refresh_token token_type_hint=access_token",
+        "password_changed for alice; csrf_failed for bob",
         "550e8400-e29b-41d4-a716-446655440000",
         key_prefix("AbCdEfGhIjKl"),  # a key's public prefix, as lists show it
         "bst_short_and_not_a_key",
@@ -168,38 +240,106 @@ def test_redaction_is_idempotent() -> None:
 # ----------------------------------------------------------------------------- by name
 
 
+SECRET_FIELD_NAMES = [
+    "password",
+    "Password",
+    "current_password",
+    "new_password",
+    "user_password",
+    "passwd",
+    "authorization",
+    "Authorization",
+    "proxy-authorization",
+    "cookie",
+    "Cookie",
+    "cookies",
+    "set-cookie",
+    "Set-Cookie",
+    "x-api-key",
+    "X-API-Key",
+    "x-csrf-token",
+    "X-CSRF-Token",
+    "api_key",
+    "api-key",
+    "apikey",
+    "token",
+    "access_token",
+    "access-token",
+    "refresh_token",
+    "id_token",
+    "jwt",
+    "client_secret",
+    "csrf_token",
+    "secret",
+    "secret_key",
+    "key",
+    "session",
+    "session_id",
+    "bastion_session",
+    "__Host-bastion_session",
+    "__Host-bastion_csrf",
+    "pepper",
+    "credentials",
+]
+
+
+@pytest.mark.parametrize("name", SECRET_FIELD_NAMES)
 @pytest.mark.parametrize(
-    "name",
+    ("value", "expected"),
     [
-        "password",
-        "Password",
-        "current_password",
-        "new_password",
-        "authorization",
-        "Authorization",
-        "cookie",
-        "Cookie",
-        "set-cookie",
-        "Set-Cookie",
-        "x-api-key",
-        "X-API-Key",
-        "x-csrf-token",
-        "X-CSRF-Token",
-        "api_key",
-        "token",
-        "access_token",
-        "refresh_token",
-        "id_token",
-        "client_secret",
-        "csrf_token",
-        "secret",
-        "secret_key",
-        "session",
+        ("plain words", REDACTED),
+        (b"raw header bytes", REDACTED),
+        ({"nested": "dict", "count": 2}, {"nested": REDACTED, "count": 2}),
+        (["a", "list", 3], [REDACTED, REDACTED, 3]),
+        (12345, 12345),
+        (True, True),
+        (None, None),
     ],
 )
-@pytest.mark.parametrize("value", ["plain words", 12345, {"nested": "dict"}, ["a", "list"], None])
-def test_secret_names_are_redacted_whatever_they_hold(name: str, value: Any) -> None:
-    assert redact_value(name, value) == REDACTED
+def test_the_text_under_a_secret_name_is_redacted_and_its_numbers_kept(
+    name: str, value: Any, expected: Any
+) -> None:
+    """Secrets are text; a count or a flag under a sensitive name (``sessions_ended: 1``)
+    is what an operator needs and gives nobody a credential."""
+    assert redact_value(name, value) == expected
+
+
+def test_every_query_parameter_the_spec_names_is_a_secret_name() -> None:
+    assert all(is_secret_name(name) for name in SECRET_QUERY_PARAMS)
+
+
+def test_cookies_logged_as_a_mapping_are_redacted() -> None:
+    event = {"event": "login", "cookies": {"bastion_session": "s3cr3t", "theme": "dark"}}
+    out = redact_secrets(None, "info", event)
+    assert out == {"event": "login", "cookies": {"bastion_session": REDACTED, "theme": REDACTED}}
+
+
+def test_raw_asgi_headers_are_redacted_by_name_and_by_shape() -> None:
+    headers = [
+        (b"host", b"api.example.com"),
+        (b"authorization", b"Digest opaque-and-short"),
+        (b"cookie", b"sid=abc123; theme=dark"),
+        (b"x-api-key", b"not-even-a-key"),
+        (b"x-note", f"see Bearer {JWT}".encode()),
+    ]
+    out = redact_value("headers", headers)
+    assert out == [
+        ["host", "api.example.com"],
+        ["authorization", REDACTED],
+        ["cookie", REDACTED],
+        ["x-api-key", REDACTED],
+        ["x-note", f"see {REDACTED}"],
+    ]
+    assert redact_value("query_string", f"page=2&api_key={API_KEY}".encode()) == (
+        f"page=2&api_key={REDACTED}"
+    )
+
+
+@pytest.mark.parametrize("event", [event.value for event in EventType])
+def test_event_names_are_never_redacted(event: str) -> None:
+    """``session_created`` or ``api_key_revoked`` is the value of ``event``, not a secret."""
+    out = redact_secrets(None, "info", {"event": event, "type": event})
+    assert out == {"event": event, "type": event}
 
 
 def test_nested_structures_are_redacted_all_the_way_down() -> None:
@@ -273,6 +413,10 @@ def test_secrets_by_shape_are_caught_under_innocent_names() -> None:
         ("duration_ms", 1.5),
         ("disabled", False),
         ("method", "POST"),
+        ("sessions_ended", 1),
+        ("refresh_families_ended", 2),
+        ("csrf_checked", True),
+        ("event", "session_created"),
     ],
 )
 def test_values_that_are_not_secrets_are_untouched(name: str, value: Any) -> None:
