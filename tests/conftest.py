@@ -18,11 +18,17 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 from fastapi import FastAPI
 
 from bastion.core import Bastion
 from bastion.server import create_app
 from bastion.settings import BastionSettings
+
+# Tests reconfigure structlog to capture what Bastion logs; loggers cached on first use would
+# keep writing wherever the first configuration sent them. Configured here, structlog also
+# counts as "set up by the app", so ``Bastion.protect`` leaves it alone in tests.
+structlog.configure(cache_logger_on_first_use=False)
 
 POSTGRES_URL = os.environ.get("BASTION_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -100,6 +106,22 @@ def redis_url() -> str:
     finally:
         client.close()
     return REDIS_URL
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own on the shared Redis; its keys are deleted afterwards."""
+    import redis
+
+    prefix = f"bastion-test-{secrets.token_hex(6)}"
+    yield prefix
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=2)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=500))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]

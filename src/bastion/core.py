@@ -36,6 +36,7 @@ from bastion.edge.middleware import EdgeMiddleware
 from bastion.errors import install_error_handlers
 from bastion.key_service import ApiKeyService
 from bastion.lockout import Lockout
+from bastion.logs import configure_logging
 from bastion.passwords import PasswordHasher
 from bastion.ratelimit.limiter import Limiter, storage_for
 from bastion.ratelimit.middleware import RateLimitMiddleware
@@ -71,7 +72,11 @@ class Bastion:
             raise ConfigurationError(findings)
         self.settings = settings
         self.keys = KeySet.from_settings(settings)
-        self.db = Database(settings.effective_database_url)
+        self.db = Database(
+            settings.effective_database_url,
+            pool_size=settings.database_pool_size,
+            timeout=settings.database_timeout,
+        )
         self.metrics = Metrics(settings.prometheus_multiproc_dir)
         self.audit = AuditRecorder(self.db, self.metrics)
         self.hasher = PasswordHasher(
@@ -127,6 +132,7 @@ class Bastion:
                 settings.redis_url,
                 key_prefix=settings.redis_prefix,
                 timeout=settings.redis_timeout,
+                pool_size=settings.redis_pool_size,
             ),
             strategy=settings.ratelimit_strategy,
             on_degraded=lambda mode: self.metrics.degraded.labels("ratelimit", mode).inc(),
@@ -213,8 +219,14 @@ class Bastion:
 
     def protect(self, app: FastAPI) -> None:
         """Install the edge, the error mapping and the ``/auth`` routes on ``app``, and redact
-        uvicorn's own logs: its access log prints query strings (SPEC §3, §4.4)."""
+        uvicorn's own logs: its access log prints query strings (SPEC §3, §4.4).
+
+        If the app has not configured structlog itself, Bastion's pipeline is installed: the
+        library's default would render tracebacks with their local variables, which are the
+        passwords and tokens the failing code was holding (SPEC §6)."""
         redact_loggers()
+        if not structlog.is_configured():
+            configure_logging(self.settings)
         app.state.bastion = self
         install_error_handlers(app, RefusalObserver(self.audit, self.metrics))
         app.include_router(auth_api.router)
@@ -253,7 +265,13 @@ class Bastion:
         )
 
     async def readiness(self) -> dict[str, str]:
-        return {"database": "ok" if await self.db.ping() else "down"}
+        """Each configured backend, ``ok`` or ``down`` (SPEC §4.1 ``/ready``); asked at once,
+        each bounded by its own timeout, so a hung backend cannot hang the probe."""
+        checks = {"database": self.db.ping()}
+        if self.settings.redis_url:
+            checks["redis"] = self.limiter.is_healthy()
+        results = await asyncio.gather(*checks.values())
+        return {name: "ok" if healthy else "down" for name, healthy in zip(checks, results)}
 
 
 def with_development_secret(settings: BastionSettings) -> BastionSettings:

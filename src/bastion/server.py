@@ -10,6 +10,7 @@ from bastion.api import health as health_api
 from bastion.api import items as items_api
 from bastion.api import metrics as metrics_api
 from bastion.core import Bastion, with_development_secret
+from bastion.logs import configure_logging
 from bastion.settings import BastionSettings
 
 
@@ -39,5 +40,8 @@ def create_app(settings: BastionSettings | None = None, bastion: Bastion | None 
 
 
 def app_from_env() -> FastAPI:
-    """Factory for ``uvicorn --factory``: each worker builds its app from the environment."""
-    return create_app()
+    """Factory for ``uvicorn --factory``: each worker builds its app from the environment, and
+    configures its own logging (workers are new processes: the parent's setup is not theirs)."""
+    bastion = Bastion.from_env()
+    configure_logging(bastion.settings)
+    return create_app(bastion=bastion)

@@ -96,11 +96,20 @@ class BastionSettings(BaseSettings):
     database_url: str | None = None
     """SQLAlchemy async URL; ``None`` means ``sqlite+aiosqlite:///<data_dir>/bastion.db``."""
 
+    database_pool_size: int = Field(default=10, ge=1, le=500)
+    """Connections each worker keeps to PostgreSQL (as many again may open under a burst)."""
+    database_timeout: float = Field(default=5.0, gt=0, le=120)
+    """Seconds to connect, to wait for a pooled connection, for one statement, and for SQLite's
+    lock: a stuck database becomes a 503, never a request that waits forever."""
+
     redis_url: str | None = None
     """Shared limits and revocation across workers (SPEC §7); in-process when unset."""
     redis_prefix: str = Field(default="bastion", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     """Prefix of every Redis key, so several deployments (or test runs) can share one Redis."""
     redis_timeout: float = Field(default=1.0, gt=0, le=30)
+    """Seconds to connect to Redis and for each command."""
+    redis_pool_size: int = Field(default=100, ge=1, le=10_000)
+    """Connections each worker may open to Redis."""
 
     secret_key: SecretStr | None = None
     """HS256 signing key and the root from which every other secret is derived (SPEC §4.2)."""

@@ -10,7 +10,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import Harness, make_settings
+from tests.integration.backends import postgres_behind_proxy, private_redis
 from tests.integration.helpers import running
+
+__all__ = ["postgres_behind_proxy", "private_redis"]  # fixtures for the failure tests
 
 StartApp = Callable[..., Awaitable[Harness]]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import socket
 from pathlib import Path
 
@@ -17,10 +16,10 @@ def closed_port() -> int:
 
 
 async def test_two_apps_on_one_redis_share_one_ip_limit(
-    database_url: str, tmp_path: Path, redis_url: str
+    database_url: str, tmp_path: Path, redis_url: str, redis_prefix: str
 ) -> None:
     """Two servers (think: two workers or nodes) count into one bucket."""
-    prefix = f"bastion-test-{secrets.token_hex(6)}"
+    prefix = redis_prefix
     settings = make_settings(
         database_url, tmp_path, redis_url=redis_url, redis_prefix=prefix, ratelimit_ip="5/minute"
     )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,3 +32,39 @@ def test_protect_redacts_uvicorns_logs_once_however_often_it_runs(tmp_path: Path
     for name in UVICORN_LOGGERS:
         filters = logging.getLogger(name).filters
         assert len([f for f in filters if isinstance(f, RedactingFilter)]) == 1, name
+
+
+def test_an_app_that_set_up_no_logging_gets_tracebacks_without_local_variables(
+    tmp_path: Path,
+) -> None:
+    """structlog's own default renders tracebacks with their local variables: the password a
+    failing handler held would be printed. An app that configured nothing gets Bastion's
+    pipeline from ``protect``; run in a fresh interpreter, where nothing is configured yet."""
+    script = f"""
+import structlog
+from fastapi import FastAPI
+from bastion import Bastion
+from bastion.settings import BastionSettings
+
+bastion = Bastion(BastionSettings(
+    secret_key={TEST_SECRET!r}, data_dir={str(tmp_path)!r}, log_format="json",
+    database_url="sqlite+aiosqlite:///{tmp_path / "b.db"}",
+))
+bastion.protect(FastAPI())
+
+def fail(password):
+    raise ValueError("boom")
+
+try:
+    fail("hunter2-never-printed")
+except ValueError:
+    structlog.get_logger("app").exception("failed", token="tok-never-printed")
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    assert "boom" in output  # the traceback is there...
+    assert "hunter2-never-printed" not in output  # ...without the frame's locals
+    assert "tok-never-printed" not in output

@@ -8,6 +8,7 @@ answer 503 rather than run unprotected).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -52,7 +53,11 @@ class Decision:
 
 
 def storage_for(
-    redis_url: str | None, *, key_prefix: str = "bastion", timeout: float = 1.0
+    redis_url: str | None,
+    *,
+    key_prefix: str = "bastion",
+    timeout: float = 1.0,
+    pool_size: int = 100,
 ) -> Storage:
     """In-process storage by default; Redis (via `limits`, redis-py) when configured. Every
     Redis call has a timeout: a slow Redis must become a named degraded decision, not a hang."""
@@ -65,6 +70,7 @@ def storage_for(
         key_prefix=key_prefix,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
+        max_connections=pool_size,
     )
     assert isinstance(storage, Storage)
     return storage
@@ -100,6 +106,13 @@ class Limiter:
             return self._degraded(policy, on_error, exc)
         reset_after = max(1, math.ceil(stats.reset_time - self._clock()))
         return Decision(policy, is_allowed, int(stats.remaining), reset_after)
+
+    async def is_healthy(self, timeout: float = 2.0) -> bool:
+        """The storage answers a PING within ``timeout`` (always, in memory)."""
+        try:
+            return bool(await asyncio.wait_for(self.storage.check(), timeout))
+        except Exception:  # any failure to answer is "down", whatever the driver raised
+            return False
 
     async def clear(self, policy: Policy, key: str) -> None:
         await self._strategy.clear(policy.item, policy.name, key)

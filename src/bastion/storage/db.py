@@ -7,6 +7,7 @@ change and the audit event that describes it commit or roll back together (SPEC 
 from __future__ import annotations
 
 import os
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -92,11 +93,16 @@ class Database:
                 raise ServiceUnavailable("The database is unavailable; try again shortly.") from exc
             raise
 
-    async def ping(self) -> bool:
-        try:
+    async def ping(self, timeout: float = 2.0) -> bool:
+        """The database answers ``SELECT 1`` within ``timeout``."""
+
+        async def select_one() -> None:
             async with self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
-        except Exception:
+
+        try:
+            await asyncio.wait_for(select_one(), timeout)
+        except Exception:  # unreachable, refused, timed out: all of them are "down"
             return False
         return True
 
