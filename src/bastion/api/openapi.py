@@ -8,7 +8,9 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.routing import BaseRoute
 
+from bastion.api.dependencies import SECURITY_SCHEMES, api_routes, security_of
 from bastion.api.schemas import Problem
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -37,12 +39,34 @@ def install_openapi(app: FastAPI, scopes: Callable[[], Iterable[str]]) -> None:
                 description=app.description,
                 routes=app.routes,
             )
+            declare_security(schema, app.routes)
             add_problem_responses(schema)
             declare_scopes(schema, {scope: scope for scope in sorted(scopes())})
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override hook
+
+
+def declare_security(schema: dict[str, Any], routes: Iterable[BaseRoute]) -> None:
+    """Each operation's ``security`` (the schemes its ``require(...)`` accepts, as
+    alternatives) and the schemes' definitions, so that the docs' Authorize dialog and
+    schema-driven tools know how to call it (SPEC §4.1)."""
+    schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+    paths = schema.get("paths", {})
+    for path, methods, route in api_routes(routes):
+        declaration = security_of(route)
+        if declaration is None or not route.include_in_schema:
+            continue
+        requirements = declaration.requirements()
+        for method in methods:
+            operation = paths.get(path, {}).get(method.lower())
+            if operation is not None:
+                operation["security"] = requirements
+        for requirement in requirements:
+            for name in requirement:
+                model = SECURITY_SCHEMES[name].model
+                schemes[name] = model.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def add_problem_responses(schema: dict[str, Any]) -> None:

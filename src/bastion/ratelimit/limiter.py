@@ -107,10 +107,10 @@ class Limiter:
         reset_after = max(1, math.ceil(stats.reset_time - self._clock()))
         return Decision(policy, is_allowed, int(stats.remaining), reset_after)
 
-    async def is_healthy(self, timeout: float = 2.0) -> bool:
-        """The storage answers a PING within ``timeout`` (always, in memory)."""
+    async def is_healthy(self, within: float = 2.0) -> bool:
+        """The storage answers a PING within ``within`` seconds (always, in memory)."""
         try:
-            return bool(await asyncio.wait_for(self.storage.check(), timeout))
+            return bool(await asyncio.wait_for(self.storage.check(), within))
         except Exception:  # any failure to answer is "down", whatever the driver raised
             return False
 

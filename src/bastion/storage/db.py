@@ -6,8 +6,8 @@ change and the audit event that describes it commit or roll back together (SPEC 
 
 from __future__ import annotations
 
-import os
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -93,15 +93,15 @@ class Database:
                 raise ServiceUnavailable("The database is unavailable; try again shortly.") from exc
             raise
 
-    async def ping(self, timeout: float = 2.0) -> bool:
-        """The database answers ``SELECT 1`` within ``timeout``."""
+    async def ping(self, within: float = 2.0) -> bool:
+        """The database answers ``SELECT 1`` within ``within`` seconds."""
 
         async def select_one() -> None:
             async with self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
 
         try:
-            await asyncio.wait_for(select_one(), timeout)
+            await asyncio.wait_for(select_one(), within)
         except Exception:  # unreachable, refused, timed out: all of them are "down"
             return False
         return True
