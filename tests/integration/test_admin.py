@@ -438,6 +438,23 @@ async def test_invalid_user_bodies_are_422(
 # ----------------------------------------------------------------------------- changing users
 
 
+@pytest.mark.parametrize("loose", ["yes", "true", "false", 1, 0, "1", "on"])
+async def test_disabled_must_be_a_json_boolean(
+    harness: Harness, admin: dict[str, str], loose: object
+) -> None:
+    """An admin body is read strictly: ``"yes"`` or ``1`` is a 422, never a guess that
+    disables (or re-enables) an account."""
+    bob = await account(harness, "bob")
+    response = await harness.client.patch(
+        f"/admin/users/{bob.id}", json={"disabled": loose}, headers=admin
+    )
+    problem = assert_problem(response, 422)
+    assert "disabled" in error_fields(problem)
+    assert await status_of(harness, "/items", bob.headers) == 200
+    assert await events(harness, admin, type="user_disabled") == []
+    assert await events(harness, admin, type="user_changed") == []
+
+
 async def test_dropping_the_user_role_strips_live_scopes_within_a_second(
     harness: Harness, admin: dict[str, str]
 ) -> None:
