@@ -2,6 +2,11 @@
 
 Password checks never hold a database transaction open while Argon2 runs: the user is read in
 one short transaction, the hash verified in a worker thread, and any write done in another.
+
+A login's events commit with what they describe (SPEC §6): a refused login's ``login_failed``
+(and ``login_locked``) with the failure counter, a successful one's ``login_succeeded`` with the
+credential it opens (refresh family or session) through :meth:`Accounts.complete_login`, so a
+login refused after the password check (a scope the user does not hold) never looks successful.
 """
 
 from __future__ import annotations
@@ -9,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.audit.events import EventType, Outcome
 from bastion.audit.recorder import AuditRecorder
@@ -31,6 +38,17 @@ class EndedCredentials:
     families: list[str]
     sessions: list[str]
     api_keys: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedLogin:
+    """A right password for a usable account, whose ``login_succeeded`` is not written yet."""
+
+    user: UserState
+    via: str
+    """Where the login came from: ``token`` (password grant) or ``session``."""
+    has_failures: bool
+    """The name has failed logins or a back-off on record, which the success clears."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,51 +103,87 @@ class Accounts:
 
     async def verify_login(
         self, username: str, password: str, *, via: str = "token"
-    ) -> UserState | None:
-        """The user whose password this is, or ``None``: unknown names, wrong passwords and
-        disabled accounts all get ``None`` after the same amount of work, so the answer cannot
-        tell them apart. A locked name raises 429 before any password is checked (SPEC §5)."""
+    ) -> VerifiedLogin | None:
+        """The login, if this is the user's password, or ``None``: unknown names, wrong
+        passwords and disabled accounts all get ``None`` after the same amount of work, so the
+        answer cannot tell them apart. A locked name raises 429 before any password is checked
+        (SPEC §5). The caller finishes a login with :meth:`complete_login` or
+        :meth:`refuse_login`."""
         try:
             name = normalize_username(username)
         except InvalidUsername:
             await self._hasher.verify_dummy(password[:1024])
-            await self._login_failed(None, via, "invalid_username")
+            await self._refuse(None, via, "invalid_username", counts=False)
             return None
-        try:
-            has_failures = await self._lockout.check(name)
-        except RateLimited:
-            await self._audit.record(
-                EventType.LOGIN_LOCKED, outcome=Outcome.DENIED, subject=name, details={"via": via}
-            )
-            raise
+        has_failures = await self._check_lock(name, via)
         state = await self._check_password(name, password)
         if state is None:
-            await self._login_failed(name, via, "bad_credentials")
-            if await self._lockout.record_failure(name):
-                await self._audit.record(
-                    EventType.LOGIN_LOCKED,
-                    outcome=Outcome.DENIED,
-                    subject=name,
-                    details={"via": via},
-                )
+            await self._refuse(name, via, "bad_credentials")
             return None
-        if has_failures:
-            await self._lockout.record_success(name)
         if state.is_disabled:
-            await self._login_failed(name, via, "disabled")
+            # Counted like a wrong password: were it not, a lock that fails to come after five
+            # guesses would tell that one of them was right.
+            await self._refuse(name, via, "disabled")
             return None
-        await self._audit.record(
-            EventType.LOGIN_SUCCEEDED, actor=name, subject=name, details={"via": via}
-        )
-        return state
+        return VerifiedLogin(state, via, has_failures)
 
-    async def _login_failed(self, name: str | None, via: str, reason: str) -> None:
-        await self._audit.record(
-            EventType.LOGIN_FAILED,
-            outcome=Outcome.FAILURE,
+    async def complete_login(self, session: AsyncSession, login: VerifiedLogin) -> None:
+        """Inside the transaction that creates the login's credential: clear the name's failed
+        logins (a success resets the back-off, SPEC §5) and add ``login_succeeded``."""
+        name = login.user.username
+        if login.has_failures:
+            await self._lockout.clear(session, name)
+        self._audit.add(
+            session,
+            EventType.LOGIN_SUCCEEDED,
+            actor=name,
             subject=name,
-            details={"via": via, "reason": reason},
+            details={"via": login.via},
         )
+
+    async def refuse_login(self, login: VerifiedLogin, reason: str) -> None:
+        """The password was right but the login is refused all the same (``invalid_scope``):
+        ``login_failed``, without counting toward the lockout."""
+        await self._refuse(login.user.username, login.via, reason, counts=False)
+
+    async def _check_lock(self, name: str, via: str) -> bool:
+        try:
+            return await self._lockout.check(name)
+        except RateLimited:
+            await self._audit.record(
+                EventType.LOGIN_LOCKED,
+                outcome=Outcome.DENIED,
+                actor=name,
+                subject=name,
+                details={"via": via},
+            )
+            raise
+
+    async def _refuse(
+        self, name: str | None, via: str, reason: str, *, counts: bool = True
+    ) -> None:
+        """``login_failed`` for ``name`` (the normalised name tried; ``None`` when it is not a
+        valid name at all), in one transaction with the failure it adds to the lockout when
+        ``counts``, and ``login_locked`` when that failure locked the name."""
+        async with self._db.transaction() as session:
+            self._audit.add(
+                session,
+                EventType.LOGIN_FAILED,
+                outcome=Outcome.FAILURE,
+                actor=name,
+                subject=name,
+                details={"via": via, "reason": reason},
+            )
+            if name is None or not counts or not await self._lockout.count_failure(session, name):
+                return
+            self._audit.add(
+                session,
+                EventType.LOGIN_LOCKED,
+                outcome=Outcome.DENIED,
+                actor=name,
+                subject=name,
+                details={"via": via},
+            )
 
     async def _check_password(self, name: str, password: str) -> UserState | None:
         async with self._db.transaction() as session:
@@ -158,11 +212,10 @@ class Accounts:
             if user is None:
                 raise PermissionDenied("The current password is incorrect.")
             username, password_hash = user.username, user.password_hash
-        await self._lockout.check(username)
+        await self._check_lock(username, "password_change")
         is_valid, _ = await self._hasher.verify(current, password_hash)
         if not is_valid:
-            await self._login_failed(username, "password_change", "bad_credentials")
-            await self._lockout.record_failure(username)
+            await self._refuse(username, "password_change", "bad_credentials")
             raise PermissionDenied("The current password is incorrect.")
         validate_new_password(new, username, field="new_password")
         new_hash = await self._hasher.hash(new)

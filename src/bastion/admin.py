@@ -100,19 +100,31 @@ class Administration:
         return user
 
     async def unlock(self, actor: str, user_id: int) -> None:
+        """Lift a lockout through the admin API (SPEC §5); the event commits with the unlock."""
         async with self._db.transaction() as session:
             user = await UserRepository(session).get(user_id)
             if user is None:
                 raise NotFound(USER_NOT_FOUND)
-            username = user.username
-            self._audit.add(
-                session,
-                EventType.USER_CHANGED,
-                actor=actor,
-                subject=username,
-                details={"unlocked": True},
-            )
-        await self._lockout.unlock(username)
+            await self._unlock(session, actor, user.username, {})
+
+    async def unlock_name(self, username: str) -> bool:
+        """``bastion unlock NAME``: any name, since unknown names are locked too; no actor, as
+        the command runs with no signed-in user. True when there was anything to lift."""
+        async with self._db.transaction() as session:
+            return await self._unlock(session, None, username, {"via": "cli"})
+
+    async def _unlock(
+        self, session: AsyncSession, actor: str | None, username: str, details: dict[str, str]
+    ) -> bool:
+        lifted = await self._lockout.clear(session, username)
+        self._audit.add(
+            session,
+            EventType.USER_CHANGED,
+            actor=actor,
+            subject=username,
+            details={"unlocked": True, **details},
+        )
+        return lifted
 
     async def revoke_user(self, actor: str, user_id: int) -> EndedCredentials:
         """End every refresh family, access token, session and API key of the user."""
@@ -155,5 +167,5 @@ class Administration:
         if ended is None:
             return
         await self._tokens.forget_families(ended.families)
-        self._sessions.forget(ended.sessions)
+        await self._sessions.ended(ended.sessions)
         self._api_keys.forget(ended.api_keys)

@@ -195,7 +195,8 @@ def createuser(
 
 @app.command()
 def unlock(name: Annotated[str, typer.Argument(help="The username to unlock.")]) -> None:
-    """Lift a brute-force lockout (SPEC §5), and reset the account's back-off."""
+    """Lift a brute-force lockout (SPEC §5), and reset the account's back-off; the audit
+    trail records it as it does the admin API's unlock (SPEC §6)."""
     bastion = build_bastion(load_settings())
     try:
         username = normalize_username(name)
@@ -205,7 +206,7 @@ def unlock(name: Annotated[str, typer.Argument(help="The username to unlock.")])
     async def lift() -> bool:
         try:
             await bastion.db.upgrade()
-            return await bastion.lockout.unlock(username)
+            return await bastion.admin.unlock_name(username)
         finally:
             await bastion.db.dispose()
 

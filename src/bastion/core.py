@@ -108,6 +108,7 @@ class Bastion:
             touch_every=min(60.0, settings.session_idle_seconds / 4),
             idle_seconds=settings.session_idle_seconds,
             absolute_seconds=settings.session_absolute_seconds,
+            report_live=self.metrics.active_sessions.set,
         )
         self.csrf_key = derive_key(root_secret, "csrf")
         self.authenticator = Authenticator(
@@ -183,6 +184,7 @@ class Bastion:
         if self.db.is_sqlite:
             await self.db.upgrade()
         await self.revocation_sync.load()
+        await self.sessions.count_live()
         flusher = asyncio.create_task(self._flush_periodically())
         syncing = asyncio.create_task(self.revocation_sync.run())
         stop_metrics = (
@@ -213,10 +215,11 @@ class Bastion:
 
     async def _flush_periodically(self, every: float = 30.0) -> None:
         """Batch ``last_used_at`` writes of API keys: one write per key per period, not per
-        request (SPEC §8)."""
+        request (SPEC §8); and count live sessions again, for expiry and other workers."""
         while True:
             await asyncio.sleep(every)
             await self.api_keys.flush_last_used()
+            await self.sessions.count_live()
 
     def protect(self, app: FastAPI) -> None:
         """Install the edge, the error mapping and (at start, after the app's own routes) the

@@ -1,20 +1,30 @@
-"""Brute-force lockout per account name (SPEC §5): ``threshold`` failures within ``window``
-seconds lock the name; each further lock lasts twice as long as the one before.
+"""Brute-force lockout per account name (SPEC §5): ``threshold`` failures within any
+``window`` seconds lock the name; each further lock lasts twice as long as the one before.
+
+The window rolls: the times of the last ``threshold`` failures are kept, so a burst that
+straddles the boundary of a fixed window (one failure, then the rest just after it would have
+reset) locks as surely as one inside it.
 
 The answer while locked is the same 429 whether the name exists or not and whether the password
 was right or not: the lock is checked *before* the password, so a locked account reveals nothing.
+Counting and clearing run inside the caller's transaction, so the ``login_failed`` and
+``login_locked`` events commit with the counter they describe (SPEC §6).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from bastion.errors import RateLimited
 from bastion.storage.db import Database
+from bastion.storage.models import LoginFailure
 from bastion.storage.repositories.login_failures import LoginFailureRepository
 
 LOCKED_DETAIL = "Too many failed logins for this account; try again later."
@@ -38,7 +48,7 @@ class Lockout:
     ) -> None:
         self._db = db
         self._threshold = threshold
-        self._window = timedelta(seconds=window_seconds)
+        self._window = window_seconds
         self._base = base_lock_seconds
         self._max = max_lock_seconds
         self._clock = clock
@@ -47,8 +57,8 @@ class Lockout:
         return datetime.fromtimestamp(self._clock(), UTC)
 
     async def check(self, username: str) -> bool:
-        """Raise :class:`RateLimited` (429 + ``Retry-After``) while ``username`` is locked;
-        otherwise say whether it has recent failures (which a success must then clear)."""
+        """Raise :class:`AccountLocked` (429 + ``Retry-After``) while ``username`` is locked;
+        otherwise say whether it has a record (failures or back-off) that a success must clear."""
         async with self._db.transaction() as session:
             row = await LoginFailureRepository(session).get(username)
             locked_until = row.locked_until if row else None
@@ -58,32 +68,40 @@ class Lockout:
             raise AccountLocked(retry_after, LOCKED_DETAIL)
         return row is not None
 
-    async def record_failure(self, username: str) -> bool:
-        """Count one failure; True when this failure locked the name."""
+    async def count_failure(self, session: AsyncSession, username: str) -> bool:
+        """Count one failure inside ``session``'s transaction; True when it locked the name.
+
+        The failures that lock are used up by the lock: once it has expired, the name gets
+        ``threshold`` more attempts before a lock twice as long."""
         now = self._now()
-        async with self._db.transaction() as session:
-            repo = LoginFailureRepository(session)
-            if random.random() < 0.01:  # noqa: S311 - housekeeping, not security
-                await repo.prune(now - PRUNE_AFTER)
-            row = await repo.lock_row(username, now)
-            if now - row.window_started_at > self._window:
-                row.failures, row.window_started_at = 0, now
-            row.failures += 1
-            row.updated_at = now
-            if row.failures < self._threshold:
-                return False
-            duration = min(self._max, self._base * 2**row.lock_count)
-            row.locked_until = now + timedelta(seconds=duration)
-            row.lock_count += 1
-            row.failures, row.window_started_at = 0, now
-            return True
+        repo = LoginFailureRepository(session)
+        if random.random() < 0.01:  # noqa: S311 - housekeeping, not security
+            await repo.prune(now - PRUNE_AFTER)
+        row = await repo.lock_row(username, now)
+        times = recent_failure_times(row, since=now.timestamp() - self._window)
+        times.append(round(now.timestamp(), 3))
+        row.updated_at = now
+        if len(times) < self._threshold:
+            row.recent_failures = json.dumps(times)
+            return False
+        duration = min(self._max, self._base * 2**row.lock_count)
+        row.locked_until = now + timedelta(seconds=duration)
+        row.lock_count += 1
+        row.recent_failures = "[]"
+        return True
 
-    async def record_success(self, username: str) -> None:
-        """A successful login resets the counter and the back-off."""
-        async with self._db.transaction() as session:
-            await LoginFailureRepository(session).remove(username)
+    async def clear(self, session: AsyncSession, username: str) -> bool:
+        """Forget the name's failures, lock and back-off inside ``session``'s transaction (a
+        successful login, ``bastion unlock``, the admin API); True when there was anything."""
+        return await LoginFailureRepository(session).remove(username)
 
-    async def unlock(self, username: str) -> bool:
-        """Lift a lock (``bastion unlock``, the admin API); True when there was anything to lift."""
-        async with self._db.transaction() as session:
-            return await LoginFailureRepository(session).remove(username)
+
+def recent_failure_times(row: LoginFailure, *, since: float) -> list[float]:
+    """The stored failure times (epoch seconds) at or after ``since``, oldest first."""
+    try:
+        stored = json.loads(row.recent_failures or "[]")
+    except ValueError:
+        return []
+    if not isinstance(stored, list):
+        return []
+    return sorted(float(t) for t in stored if isinstance(t, int | float) and t >= since)

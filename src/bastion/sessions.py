@@ -3,6 +3,10 @@
 Like API keys, a session's record is read at most twice a second per worker, so ending a session
 (logout, password change, admin revoke) bites within a second without a read per request. Idle
 time is tracked with at most one write per session per ``touch_every`` seconds.
+
+How many sessions are live is counted in the database, not by adding and subtracting events in
+one process: sessions also end by password change, admin revoke or expiry, other workers create
+and end theirs, and a restart must not start the count at zero (SPEC §6).
 """
 
 from __future__ import annotations
@@ -10,10 +14,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.audit.events import EventType
@@ -27,6 +32,11 @@ from bastion.storage.repositories.sessions import SessionRepository
 SESSION_COOKIE = "bastion_session"
 CSRF_COOKIE = "bastion_csrf"
 SECURE_PREFIX = "__Host-"
+
+logger = structlog.get_logger("bastion.sessions")
+
+InTransaction = Callable[[AsyncSession], Awaitable[None]]
+"""Work that must commit or roll back with another (an audit event with its change)."""
 
 
 class InvalidSession(AuthenticationError):
@@ -70,7 +80,10 @@ class SessionService:
         touch_every: float = 60.0,
         ttl: float = DEFAULT_TTL,
         clock: Callable[[], float] = time.time,
+        report_live: Callable[[int], None] | None = None,
     ) -> None:
+        """``report_live`` receives the number of live sessions each time it is counted (the
+        ``bastion_active_sessions`` gauge)."""
         self._db = db
         self._audit = audit
         self._idle = idle_seconds
@@ -79,13 +92,18 @@ class SessionService:
         self._clock = clock
         self._cache: StaleCache[str, SessionRecord] = StaleCache(ttl=ttl)
         self._touching: set[str] = set()
+        self._report_live = report_live
+        self._counts_started = 0
+        self._count_reported = 0
 
     @property
     def absolute_seconds(self) -> int:
         return self._absolute
 
-    async def create(self, user_id: int, actor: str) -> str:
-        """A new session for ``user_id``; returns the secret token for the cookie."""
+    async def create(self, user_id: int, actor: str, *, also: InTransaction | None = None) -> str:
+        """A new session for ``user_id``; returns the secret token for the cookie. ``also``
+        runs first in the same transaction: the login that opens the session commits with it,
+        and its event comes before ``session_created``."""
         token = secrets.token_urlsafe(32)
         now = datetime.fromtimestamp(self._clock(), UTC)
         row = Session(
@@ -97,6 +115,8 @@ class SessionService:
         )
         async with self._db.transaction() as session:
             await SessionRepository(session).add(row)
+            if also is not None:
+                await also(session)
             self._audit.add(
                 session,
                 EventType.SESSION_CREATED,
@@ -104,6 +124,7 @@ class SessionService:
                 subject=actor,
                 details={"session": row.id[:12]},
             )
+        await self.count_live()
         return token
 
     async def authenticate(self, token: str) -> SessionRecord:
@@ -140,11 +161,13 @@ class SessionService:
                     details={"session": session_id[:12], "reason": "logout"},
                 )
         self._cache.forget(session_id)
+        if revoked:
+            await self.count_live()
         return revoked
 
     async def revoke_user_sessions(self, session: AsyncSession, user_id: int) -> list[str]:
         """End every session of a user inside the caller's transaction; the caller calls
-        :meth:`forget` once it has committed."""
+        :meth:`ended` once it has committed."""
         return await SessionRepository(session).revoke_user_sessions(
             user_id, datetime.fromtimestamp(self._clock(), UTC)
         )
@@ -152,6 +175,38 @@ class SessionService:
     def forget(self, session_ids: list[str]) -> None:
         for session_id in session_ids:
             self._cache.forget(session_id)
+
+    async def ended(self, session_ids: list[str]) -> None:
+        """Sessions ended in a transaction that has committed (password change, admin revoke
+        or disable): drop them from the cache and count the live ones again."""
+        self.forget(session_ids)
+        if session_ids:
+            await self.count_live()
+
+    async def count_live(self) -> None:
+        """Report how many sessions are live, from one COUNT query. Called at start, after
+        this worker creates or ends sessions, and periodically (which also catches expiry and
+        other workers' changes). A failure is logged, never raised: the gauge must not turn a
+        login that has committed into an error.
+
+        A count that started before the last reported one is dropped, so two concurrent
+        logins cannot leave the older, smaller number on the gauge."""
+        if self._report_live is None:
+            return
+        self._counts_started += 1
+        ticket = self._counts_started
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        try:
+            async with self._db.read() as session:
+                live = await SessionRepository(session).count_live(
+                    now, now - timedelta(seconds=self._idle)
+                )
+        except Exception:
+            logger.warning("active_sessions_count_failed")
+            return
+        if ticket > self._count_reported:
+            self._count_reported = ticket
+            self._report_live(live)
 
     async def _record(self, digest: str) -> SessionRecord | None:
         return await self._cache.get(digest, self._load)

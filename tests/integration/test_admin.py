@@ -23,6 +23,7 @@ import pytest
 
 from bastion.server import create_app
 from bastion.settings import BastionSettings
+from bastion.storage.repositories.login_failures import LoginFailureRepository
 from tests.conftest import STRONG_PASSWORD, TEST_SECRET, Harness, make_settings, open_harness
 from tests.integration.helpers import (
     RFC3339_UTC,
@@ -446,6 +447,23 @@ async def test_invalid_user_bodies_are_422(
 # ----------------------------------------------------------------------------- changing users
 
 
+@pytest.mark.parametrize("loose", ["yes", "true", "false", 1, 0, "1", "on"])
+async def test_disabled_must_be_a_json_boolean(
+    harness: Harness, admin: dict[str, str], loose: object
+) -> None:
+    """An admin body is read strictly: ``"yes"`` or ``1`` is a 422, never a guess that
+    disables (or re-enables) an account."""
+    bob = await account(harness, "bob")
+    response = await harness.client.patch(
+        f"/admin/users/{bob.id}", json={"disabled": loose}, headers=admin
+    )
+    problem = assert_problem(response, 422)
+    assert "disabled" in error_fields(problem)
+    assert await status_of(harness, "/items", bob.headers) == 200
+    assert await events(harness, admin, type="user_disabled") == []
+    assert await events(harness, admin, type="user_changed") == []
+
+
 async def test_dropping_the_user_role_strips_live_scopes_within_a_second(
     harness: Harness, admin: dict[str, str]
 ) -> None:
@@ -636,6 +654,29 @@ async def test_unlock_lifts_a_lockout(database_url: str, tmp_path: Path) -> None
         assert_problem(missing, 404)
         unlocked = await events(harness, admin, type="user_changed", actor="root")
         assert [(e["subject"], e["details"]) for e in unlocked] == [("bob", {"unlocked": True})] * 2
+
+
+async def test_an_unlock_that_fails_leaves_no_event(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SPEC §6: the unlock and its user_changed event are one transaction; an event telling of
+    an unlock that never happened would mislead whoever reads the trail."""
+    settings = make_settings(database_url, tmp_path, lockout_threshold=2)
+    async with open_harness(settings) as harness:
+        admin = await harness.user_with_token("root", admin=True)
+        bob_id = await harness.create_user("bob")
+        for _ in range(2):
+            assert (await password_login(harness, "bob", WRONG_PASSWORD)).status_code == 400
+
+        async def broken(*_args: Any, **_kwargs: Any) -> bool:
+            raise RuntimeError("injected failure while lifting the lock")
+
+        monkeypatch.setattr(LoginFailureRepository, "remove", broken)
+        response = await harness.client.post(f"/admin/users/{bob_id}/unlock", headers=admin)
+        assert response.status_code == 500
+        monkeypatch.undo()
+        assert await events(harness, admin, type="user_changed") == []
+        assert_problem(await password_login(harness, "bob", STRONG_PASSWORD), 429)
 
 
 # ----------------------------------------------------------------------------- keys

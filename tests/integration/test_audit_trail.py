@@ -8,7 +8,6 @@ searches the same session's logs, audit rows and ``/admin/audit`` output for eve
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import logging
@@ -29,7 +28,9 @@ from bastion.audit.events import EventType, Outcome
 from bastion.audit.metrics import Metrics
 from bastion.logs import configure_logging
 from bastion.settings import BastionSettings
-from bastion.storage.models import AuditEventRow, User
+from bastion.storage.models import AuditEventRow, RefreshFamily, User
+from bastion.storage.models import Session as SessionRow
+from bastion.storage.repositories.refresh_tokens import RefreshTokenRepository
 from tests.conftest import Harness, make_settings, open_harness
 from tests.integration.helpers import RFC3339_UTC, assert_problem, bearer
 
@@ -169,10 +170,11 @@ async def run_scripted_session(harness: Harness) -> Script:
     )
     s.alice_id = response.json()["id"]
 
+    # The actor of a refused login is the (normalised) name that was tried.
     for attempt in range(1, LOCKOUT_THRESHOLD + 1):
-        events = [ev(T.LOGIN_FAILED, None, "alice", fail)]
+        events = [ev(T.LOGIN_FAILED, "alice", "alice", fail)]
         if attempt == LOCKOUT_THRESHOLD:
-            events.append(ev(T.LOGIN_LOCKED, None, "alice", denied))
+            events.append(ev(T.LOGIN_LOCKED, "alice", "alice", denied))
         await s.call(
             "POST",
             "/auth/token",
@@ -185,9 +187,9 @@ async def run_scripted_session(harness: Harness) -> Script:
         "POST",
         "/auth/token",
         "/auth/token",
-        [ev(T.LOGIN_LOCKED, None, "alice", denied)],
+        [ev(T.LOGIN_LOCKED, "alice", "alice", denied)],
         429,
-        data=token_form("alice", ALICE_PASSWORD),
+        data=token_form("ALICE", ALICE_PASSWORD),
     )
     # A change that fails (the name is taken) leaves no event.
     await s.call(
@@ -208,6 +210,15 @@ async def run_scripted_session(harness: Harness) -> Script:
         headers=s.root_headers,
     )
 
+    # The right password with a scope she does not hold: refused, so no login_succeeded.
+    await s.call(
+        "POST",
+        "/auth/token",
+        "/auth/token",
+        [ev(T.LOGIN_FAILED, "alice", "alice", fail)],
+        400,
+        data={**token_form("alice", ALICE_PASSWORD), "scope": "admin"},
+    )
     first = await s.call(
         "POST",
         "/auth/token",
@@ -232,7 +243,7 @@ async def run_scripted_session(harness: Harness) -> Script:
         "POST",
         "/auth/token",
         "/auth/token",
-        [ev(T.REFRESH_TOKEN_REUSED, None, "alice", denied)],
+        [ev(T.REFRESH_TOKEN_REUSED, "alice", "alice", denied)],
         400,
         data={"grant_type": "refresh_token", "refresh_token": refresh_1},
     )
@@ -247,6 +258,25 @@ async def run_scripted_session(harness: Harness) -> Script:
     )
     alice = bearer(s.secret("alice access token 2", second.json()["access_token"]))
     s.secret("alice refresh token 2", second.json()["refresh_token"])
+
+    # RFC 7009 revocation needs no credential: the actor is the owner of the token revoked.
+    third = await s.call(
+        "POST",
+        "/auth/token",
+        "/auth/token",
+        [ev(T.LOGIN_SUCCEEDED, "alice", "alice", ok)],
+        200,
+        data=token_form("alice", ALICE_PASSWORD),
+    )
+    for kind in ("access_token", "refresh_token"):
+        await s.call(
+            "POST",
+            "/auth/revoke",
+            "/auth/revoke",
+            [ev(T.TOKEN_REVOKED, "alice", "alice", ok)],
+            200,
+            data={"token": s.secret(f"alice {kind} 3", third.json()[kind])},
+        )
 
     # An API key: created, used, revoked, refused.
     issued = await harness.client.post(
@@ -467,7 +497,14 @@ async def test_scripted_session_leaves_the_expected_events_in_order(harness: Har
     for row, want in zip(rows, expected, strict=True):
         assert want.matches(row), (row, want)
     by_type = {r["type"]: r for r in rows}
-    assert by_type["login_failed"]["details"]["reason"] == "bad_credentials"
+
+    def details_of(type: EventType, key: str) -> list[Any]:
+        return [r["details"].get(key) for r in rows if r["type"] == type.value]
+
+    assert details_of(EventType.LOGIN_FAILED, "reason") == ["bad_credentials"] * 3 + [
+        "invalid_scope"
+    ]
+    assert details_of(EventType.TOKEN_REVOKED, "token_type") == ["access_token", "refresh_token"]
     assert by_type["user_revoked"]["details"] == {
         "refresh_families_ended": 1,
         "sessions_ended": 1,
@@ -669,21 +706,111 @@ async def test_a_wrong_password_leaves_login_failed(harness: Harness) -> None:
                 "/auth/session", json={"username": "erin", "password": WRONG_PASSWORD}
             )
             assert_problem(response, 401)
-    unknown = await harness.client.post("/auth/token", data=token_form("nobody", WRONG_PASSWORD))
+    unknown = await harness.client.post("/auth/token", data=token_form("Nobody", WRONG_PASSWORD))
     assert unknown.status_code == 400
     failed = await events_of(harness, EventType.LOGIN_FAILED)
-    assert [(e["subject"], e["details"]["via"], e["outcome"]) for e in failed] == [
-        ("erin", "token", "failure"),
-        ("erin", "session", "failure"),
-        ("nobody", "token", "failure"),
+    assert [(e["actor"], e["subject"], e["details"]["via"], e["outcome"]) for e in failed] == [
+        ("erin", "erin", "token", "failure"),
+        ("erin", "erin", "session", "failure"),
+        ("nobody", "nobody", "token", "failure"),
     ]
-    assert all(e["actor"] is None for e in failed)
 
 
-async def test_refused_requests_leave_events_and_every_refusal_is_counted(
+async def test_a_right_password_with_a_scope_not_held_leaves_no_login_succeeded(
     harness: Harness,
 ) -> None:
-    """401 and 403 rows are throttled (one per key per second) but each refusal is counted."""
+    """SPEC §6: the event commits with the change it describes. The grant answers
+    invalid_scope, so no refresh family is created, and no login_succeeded may say otherwise."""
+    await harness.create_user("erin", ALICE_PASSWORD)
+    response = await harness.client.post(
+        "/auth/token", data={**token_form("erin", ALICE_PASSWORD), "scope": "admin"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_scope"
+    assert await events_of(harness, EventType.LOGIN_SUCCEEDED) == []
+    [failed] = await events_of(harness, EventType.LOGIN_FAILED)
+    assert (failed["actor"], failed["subject"], failed["outcome"]) == ("erin", "erin", "failure")
+    assert failed["details"] == {"via": "token", "reason": "invalid_scope"}
+
+
+async def test_a_login_whose_refresh_family_fails_leaves_no_login_succeeded(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await harness.create_user("erin", ALICE_PASSWORD)
+
+    async def broken(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("injected failure while storing the refresh token")
+
+    monkeypatch.setattr(RefreshTokenRepository, "add_token", broken)
+    response = await harness.client.post("/auth/token", data=token_form("erin", ALICE_PASSWORD))
+    assert response.status_code == 500
+    assert await events_of(harness, EventType.LOGIN_SUCCEEDED) == []
+    async with harness.bastion.db.transaction() as session:
+        assert await session.scalar(select(func.count()).select_from(RefreshFamily)) == 0
+
+
+async def test_a_session_login_whose_session_fails_leaves_no_login_succeeded(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session row, login_succeeded and session_created are one transaction: a failure
+    after the last of them is added leaves none (SPEC §6)."""
+    await harness.create_user("erin", ALICE_PASSWORD)
+    real_add = harness.bastion.audit.add
+
+    def add_then_fail(session: Any, type: EventType, **kwargs: Any) -> None:
+        real_add(session, type, **kwargs)
+        if type is EventType.SESSION_CREATED:
+            raise RuntimeError("injected failure after the session's events were added")
+
+    monkeypatch.setattr(harness.bastion.audit, "add", add_then_fail)
+    response = await harness.client.post(
+        "/auth/session", json={"username": "erin", "password": ALICE_PASSWORD}
+    )
+    assert response.status_code == 500
+    assert [r["type"] for r in await stored_events(harness)] == ["user_created"]
+    async with harness.bastion.db.transaction() as session:
+        assert await session.scalar(select(func.count()).select_from(SessionRow)) == 0
+
+
+async def test_a_lock_and_its_events_commit_together(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SPEC §6: the failure that locks, its login_failed and its login_locked are one change;
+    when writing the lock fails, none of them is left (and the next try is not locked)."""
+    async with open_harness(script_settings(database_url, tmp_path)) as harness:
+        await harness.create_user("erin", ALICE_PASSWORD)
+        for _ in range(LOCKOUT_THRESHOLD - 1):
+            wrong = await harness.client.post(
+                "/auth/token", data=token_form("erin", WRONG_PASSWORD)
+            )
+            assert wrong.status_code == 400
+        lockout = harness.bastion.lockout
+        real_count = lockout.count_failure
+
+        async def count_then_fail(session: Any, username: str) -> bool:
+            assert await real_count(session, username)  # this one locks...
+            raise RuntimeError("injected failure after the lock was written")
+
+        monkeypatch.setattr(lockout, "count_failure", count_then_fail)
+        broken = await harness.client.post("/auth/token", data=token_form("erin", WRONG_PASSWORD))
+        assert broken.status_code == 500
+        assert len(await events_of(harness, EventType.LOGIN_FAILED)) == LOCKOUT_THRESHOLD - 1
+        assert await events_of(harness, EventType.LOGIN_LOCKED) == []
+        monkeypatch.undo()
+
+        locking = await harness.client.post("/auth/token", data=token_form("erin", WRONG_PASSWORD))
+        assert locking.status_code == 400
+        [locked] = await events_of(harness, EventType.LOGIN_LOCKED)
+        assert (locked["actor"], locked["subject"]) == ("erin", "erin")
+        refused = await harness.client.post("/auth/token", data=token_form("erin", ALICE_PASSWORD))
+        assert refused.status_code == 429
+
+
+async def test_every_refused_request_leaves_its_event_and_is_counted(
+    harness: Harness,
+) -> None:
+    """SPEC §6: every 401 and 403 is in the database, a burst of them included (the per-IP
+    limit bounds them); none is dropped for having come within a second of another."""
     metrics = harness.bastion.metrics
     user = await harness.user_with_token("frank")
     before = event_counts(metrics)
@@ -695,8 +822,8 @@ async def test_refused_requests_leave_events_and_every_refusal_is_counted(
 
     unauthorized = await events_of(harness, EventType.UNAUTHORIZED)
     forbidden = await events_of(harness, EventType.FORBIDDEN)
-    assert 1 <= len(unauthorized) <= 5
-    assert 1 <= len(forbidden) <= 4
+    assert len(unauthorized) == 5
+    assert len(forbidden) == 4
     assert unauthorized[0]["subject"] == "/items"
     assert unauthorized[0]["outcome"] == "denied"
     assert forbidden[0]["actor"] == "frank"
@@ -727,7 +854,8 @@ async def test_csrf_failures_leave_events(harness: Harness) -> None:
         )
         assert_problem(response, 403)
     rows = await events_of(harness, EventType.CSRF_FAILED)
-    assert len(rows) >= 1
+    assert len(rows) == 2
+    assert {r["actor"] for r in rows} == {"grace"}
     assert rows[0]["subject"] == "/items"
     assert rows[0]["details"]["method"] == "POST"
     after = counter(
@@ -781,10 +909,19 @@ async def test_the_per_ip_limit_leaves_events_and_is_counted(
         )
 
 
-async def test_a_throttled_refusal_is_stored_again_after_a_second(harness: Harness) -> None:
-    assert (await harness.client.get("/items")).status_code == 401
-    assert (await harness.client.get("/items")).status_code == 401
-    assert len(await events_of(harness, EventType.UNAUTHORIZED)) == 1
-    await asyncio.sleep(1.1)
-    assert (await harness.client.get("/items")).status_code == 401
-    assert len(await events_of(harness, EventType.UNAUTHORIZED)) == 2
+async def test_a_flood_of_429s_is_stored_once_per_second_but_all_counted(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Only ``rate_limited`` is throttled: the 429s of one caller and route within a second
+    leave one row, while the 401s of the same burst each leave theirs."""
+    settings = script_settings(database_url, tmp_path, ratelimit_ip="3/minute")
+    async with open_harness(settings) as harness:
+        metrics = harness.bastion.metrics
+        statuses = [(await harness.client.get("/items")).status_code for _ in range(8)]
+        assert statuses == [401] * 3 + [429] * 5
+        assert len(await events_of(harness, EventType.UNAUTHORIZED)) == 3
+        assert len(await events_of(harness, EventType.RATE_LIMITED)) < 5
+        assert (
+            counter(metrics, "bastion_security_events_total", type="rate_limited", outcome="denied")
+            == 5
+        )

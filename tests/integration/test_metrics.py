@@ -3,11 +3,14 @@ counters that move by exactly what happened."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import STRONG_PASSWORD, Harness, make_settings, open_harness
@@ -213,9 +216,8 @@ async def test_login_limit_refusals_are_counted_as_rate_limited(
     assert moved("bastion_rate_limited_total", policy="login") == 3
 
 
-async def test_unauthorized_floods_are_counted_though_rows_are_throttled(
-    harness: Harness,
-) -> None:
+async def test_every_unauthorized_request_is_counted_and_stored(harness: Harness) -> None:
+    """SPEC §6: each 401 is a row as well as a count; only 429s are stored throttled."""
     admin = await harness.user_with_token("root", admin=True)
     before = await scrape(harness.client, admin)
     for _ in range(10):
@@ -227,4 +229,151 @@ async def test_unauthorized_floods_are_counted_though_rows_are_throttled(
     labels = {"type": "unauthorized", "outcome": "denied"}
     assert value(after, name, **labels) - value(before, name, **labels) == 10
     rows = await harness.client.get("/admin/audit", params={"type": "unauthorized"}, headers=admin)
-    assert 1 <= len(rows.json()["items"]) < 10
+    assert len(rows.json()["items"]) == 10
+
+
+# ----------------------------------------------------------------------------- authentications
+
+
+async def test_password_grant_and_session_logins_are_counted_as_authentications(
+    harness: Harness,
+) -> None:
+    """``bastion_authentications`` counts logins as well as credentials checked on routes: the
+    password grant under ``password``, ``POST /auth/session`` under ``session`` (SPEC §6)."""
+    admin = await harness.user_with_token("root", admin=True)
+    await harness.create_user("bob")
+    before = await scrape(harness.client, admin)
+    wrong = {"grant_type": "password", "username": "bob", "password": WRONG_PASSWORD}
+    for _ in range(2):
+        assert (await harness.client.post("/auth/token", data=wrong)).status_code == 400
+    await harness.login("bob")
+    for password in (WRONG_PASSWORD, STRONG_PASSWORD, STRONG_PASSWORD):
+        await harness.client.post("/auth/session", json={"username": "bob", "password": password})
+    harness.client.cookies.clear()
+    after = await scrape(harness.client, admin)
+
+    def moved(scheme: str, outcome: str) -> float:
+        name = "bastion_authentications_total"
+        labels = {"scheme": scheme, "outcome": outcome}
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert moved("password", "failure") == 2
+    assert moved("password", "success") == 1
+    assert moved("session", "failure") == 1
+    assert moved("session", "success") == 2
+    assert moved("none", "failure") == 0
+
+
+# ----------------------------------------------------------------------------- active sessions
+
+
+def active_sessions(samples: Samples) -> float:
+    return value(samples, "bastion_active_sessions")
+
+
+async def open_session(client: httpx.AsyncClient, username: str) -> dict[str, str]:
+    """Log in with a cookie session; the headers a browser would then send."""
+    response = await client.post(
+        "/auth/session", json={"username": username, "password": STRONG_PASSWORD}
+    )
+    assert response.status_code == 200, response.text
+    client.cookies.clear()
+    token = response.cookies["bastion_session"]
+    return {"Cookie": f"bastion_session={token}", "X-CSRF-Token": response.json()["csrf_token"]}
+
+
+async def test_the_active_sessions_gauge_follows_every_way_a_session_ends(
+    harness: Harness,
+) -> None:
+    """Sessions end by logout, by password change and by an admin revoke; each must lower
+    the gauge, not only the logout that this worker records as session_ended."""
+    admin = await harness.user_with_token("root", admin=True)
+    bob_id = await harness.create_user("bob")
+    await harness.create_user("carol")
+    assert active_sessions(await scrape(harness.client, admin)) == 0
+    bob = [await open_session(harness.client, "bob") for _ in range(2)]
+    carol = [await open_session(harness.client, "carol") for _ in range(3)]
+    assert active_sessions(await scrape(harness.client, admin)) == 5
+
+    logout = await harness.client.delete("/auth/session", headers=carol[0])
+    assert logout.status_code == 204
+    assert active_sessions(await scrape(harness.client, admin)) == 4
+
+    changed = await harness.client.post(
+        "/auth/password",
+        json={"current_password": STRONG_PASSWORD, "new_password": "a new and long passphrase"},
+        headers=carol[1],
+    )
+    assert changed.status_code == 204, changed.text
+    assert active_sessions(await scrape(harness.client, admin)) == 2
+
+    revoked = await harness.client.post(f"/admin/users/{bob_id}/revoke", headers=admin)
+    assert revoked.status_code == 204
+    assert active_sessions(await scrape(harness.client, admin)) == 0
+    assert (await harness.client.get("/auth/me", headers=bob[0])).status_code == 401
+
+
+async def test_disabling_a_user_lowers_the_active_sessions_gauge(harness: Harness) -> None:
+    admin = await harness.user_with_token("root", admin=True)
+    bob_id = await harness.create_user("bob")
+    await open_session(harness.client, "bob")
+    assert active_sessions(await scrape(harness.client, admin)) == 1
+    disabled = await harness.client.patch(
+        f"/admin/users/{bob_id}", json={"disabled": True}, headers=admin
+    )
+    assert disabled.status_code == 200, disabled.text
+    assert active_sessions(await scrape(harness.client, admin)) == 0
+
+
+async def test_the_active_sessions_gauge_starts_from_the_database(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A restarted worker must not report 0 while sessions opened before it are live."""
+    settings = make_settings(database_url, tmp_path)
+    async with open_harness(settings) as first:
+        await first.create_user("root", admin=True)
+        await first.create_user("bob")
+        for _ in range(3):
+            await open_session(first.client, "bob")
+    async with open_harness(settings) as restarted:
+        tokens = await restarted.login("root")
+        samples = await scrape(restarted.client, bearer(tokens["access_token"]))
+        assert active_sessions(samples) == 3
+
+
+async def test_expired_and_idle_sessions_leave_the_gauge_at_the_next_count(
+    harness: Harness,
+) -> None:
+    """Expiry writes nothing; the periodic count (the lifespan's background task) sees it."""
+    admin = await harness.user_with_token("root", admin=True)
+    await harness.create_user("bob")
+    sessions = harness.bastion.sessions
+    now = [time.time()]
+    sessions._clock = lambda: now[0]
+    await open_session(harness.client, "bob")
+    now[0] += 10
+    await open_session(harness.client, "bob")
+    assert active_sessions(await scrape(harness.client, admin)) == 2
+
+    now[0] += harness.bastion.settings.session_idle_seconds - 5  # the first is idle too long
+    await sessions.count_live()
+    assert active_sessions(await scrape(harness.client, admin)) == 1
+    now[0] += sessions.absolute_seconds  # and the second is past its absolute lifetime
+    await sessions.count_live()
+    assert active_sessions(await scrape(harness.client, admin)) == 0
+
+
+async def test_the_periodic_task_counts_live_sessions(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counted = asyncio.Event()
+
+    async def count_live() -> None:
+        counted.set()
+
+    monkeypatch.setattr(harness.bastion.sessions, "count_live", count_live)
+    task = asyncio.create_task(harness.bastion._flush_periodically(every=0))
+    try:
+        await asyncio.wait_for(counted.wait(), timeout=5)
+    finally:
+        task.cancel()

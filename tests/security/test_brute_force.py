@@ -4,11 +4,15 @@ lock looks the same for real and unknown accounts, right and wrong passwords."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from sqlalchemy import select
+
+from bastion.storage.models import AuditEventRow
 from tests.conftest import STRONG_PASSWORD, TEST_SECRET, Harness, make_settings, open_harness
 
 WRONG = "definitely not the password"
@@ -74,6 +78,28 @@ async def test_locks_grow_longer_each_time(database_url: str, tmp_path: Path) ->
         assert int(second.headers["retry-after"]) > int(first.headers["retry-after"])
 
 
+async def test_a_burst_timed_around_the_window_boundary_is_locked(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The attack on a fixed window: one failure to start it, then a burst just before and
+    just after it resets (1 at t=0, 3 at t=899, 4 at t=901). Seven guesses in two seconds must
+    lock (SPEC §5: 5 failures within 900 s), and the lock must look the same for the real
+    password as for a wrong one."""
+    now = [3_000_000.0]
+    async with open_harness(make_settings(database_url, tmp_path)) as h:
+        h.bastion.lockout._clock = lambda: now[0]
+        await h.create_user("alice")
+        assert await fail_logins(h, "alice", 1) == [400]
+        now[0] += 899
+        assert await fail_logins(h, "alice", 3) == [400] * 3
+        now[0] += 2
+        assert await fail_logins(h, "alice", 4) == [400, 400, 429, 429]
+        right = await h.client.post("/auth/token", data=form("alice", STRONG_PASSWORD))
+        wrong = await h.client.post("/auth/token", data=form("alice", WRONG))
+        assert right.status_code == wrong.status_code == 429
+        assert right.content == wrong.content
+
+
 async def test_lock_expires_after_its_back_off(database_url: str, tmp_path: Path) -> None:
     now = [2_000_000.0]
     async with open_harness(make_settings(database_url, tmp_path)) as h:
@@ -121,3 +147,12 @@ async def test_bastion_unlock_lifts_the_lock(database_url: str, tmp_path: Path) 
         assert result.returncode == 0, result.stderr
         assert "unlocked 'alice'" in result.stdout
         await h.login("alice")
+        # The same event as the admin API's unlock (SPEC §6), with no request behind it.
+        async with h.bastion.db.transaction() as session:
+            rows = (
+                await session.execute(
+                    select(AuditEventRow).where(AuditEventRow.type == "user_changed")
+                )
+            ).scalars()
+            unlocked = [(r.actor, r.subject, json.loads(r.details), r.ip) for r in rows]
+        assert unlocked == [(None, "alice", {"unlocked": True, "via": "cli"}, None)]

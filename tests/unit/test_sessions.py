@@ -31,6 +31,7 @@ from bastion.sessions import (
 )
 from bastion.storage.db import Database
 from bastion.storage.models import Session
+from bastion.storage.repositories.sessions import SessionRepository
 from bastion.storage.repositories.users import UserRepository
 
 START = 1_800_000_000.0
@@ -361,6 +362,73 @@ async def test_unknown_tokens_are_cached_too(db: Database, user_id: int, clock: 
             with pytest.raises(InvalidSession):
                 await service.authenticate("A" * 43)
     assert len(selects) == 1
+
+
+# ----------------------------------------------------------------------- live count
+
+
+def counting_service(db: Database, clock: FakeClock, reported: list[int]) -> SessionService:
+    return SessionService(
+        db,
+        AuditRecorder(db, Metrics()),
+        idle_seconds=60,
+        absolute_seconds=300,
+        touch_every=30.0,
+        ttl=0.0,
+        clock=clock,
+        report_live=reported.append,
+    )
+
+
+async def test_the_live_count_is_reported_after_each_create_and_end(
+    db: Database, user_id: int, clock: FakeClock
+) -> None:
+    reported: list[int] = []
+    service = counting_service(db, clock, reported)
+    first = await new_session(service, user_id)
+    await new_session(service, user_id)
+    assert reported == [1, 2]
+    await service.revoke(first, "alice")
+    assert reported == [1, 2, 1]
+    assert await service.revoke(first, "alice") is False  # nothing ended: no count
+    assert reported == [1, 2, 1]
+    async with db.transaction() as session:
+        ended = await service.revoke_user_sessions(session, user_id)
+    await service.ended(ended)
+    assert reported == [1, 2, 1, 0]
+
+
+async def test_the_live_count_leaves_out_idle_and_expired_sessions(
+    db: Database, user_id: int, clock: FakeClock
+) -> None:
+    reported: list[int] = []
+    service = counting_service(db, clock, reported)
+    await new_session(service, user_id)
+    clock.at(50)
+    kept = await new_session(service, user_id)
+    clock.at(61)  # the first has been idle for more than 60 s
+    await service.count_live()
+    assert reported[-1] == 1
+    for offset in range(90, 301, 30):  # used often enough never to be idle...
+        clock.at(offset)
+        await service.authenticate(kept)
+    clock.at(350)  # ...but past its absolute lifetime of 300 s
+    await service.count_live()
+    assert reported[-1] == 0
+
+
+async def test_a_failed_count_does_not_fail_the_login(
+    db: Database, user_id: int, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*_args: Any) -> int:
+        raise RuntimeError("database gone after the commit")
+
+    reported: list[int] = []
+    service = counting_service(db, clock, reported)
+    monkeypatch.setattr(SessionRepository, "count_live", broken)
+    token = await new_session(service, user_id)
+    assert reported == []
+    assert (await service.authenticate(token)).user_id == user_id
 
 
 # ----------------------------------------------------------------------- cookie names

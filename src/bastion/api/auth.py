@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -195,7 +196,7 @@ async def change_password(
         principal.user_id, body.current_password, body.new_password
     )
     await bastion.tokens.forget_families(ended.families)
-    bastion.sessions.forget(ended.sessions)
+    await bastion.sessions.ended(ended.sessions)
     response = Response(status_code=204, headers=NO_STORE)
     if principal.kind is CredentialKind.SESSION:
         clear_session_cookies(response)
@@ -213,12 +214,17 @@ async def change_password(
 )
 async def create_session(request: Request, body: Credentials, response: Response) -> SessionCreated:
     """Log in with a cookie session (SPEC §4.3); the same limits and lockout as the token
-    endpoint, and the same answer for an unknown user as for a wrong password."""
+    endpoint, and the same answer for an unknown user as for a wrong password. The login's
+    ``login_succeeded`` commits with the session row (SPEC §6)."""
     bastion = bastion_of(request)
-    user = await bastion.accounts.verify_login(body.username, body.password, via="session")
-    if user is None or user.is_disabled:
+    login = await bastion.accounts.verify_login(body.username, body.password, via="session")
+    if login is None:
         raise InvalidCredentials()
-    token = await bastion.sessions.create(user.id, user.username)
+    token = await bastion.sessions.create(
+        login.user.id,
+        login.user.username,
+        also=partial(bastion.accounts.complete_login, login=login),
+    )
     csrf_token = csrf_token_for(token, bastion.csrf_key)
     secure = request_scheme(request) == "https" or not bastion.settings.insecure_http_cookies
     session_name, csrf_name = cookie_names(secure=secure)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, StrictBool
 
 from bastion.password_policy import MAX_LENGTH as PASSWORD_MAX
 
@@ -159,7 +159,14 @@ class SessionCreated(BaseModel):
     csrf_token: str
 
 
-class AdminUserCreate(StrictRequest):
+class StrictAdminRequest(StrictRequest):
+    """Admin bodies take JSON types as they are: ``"disabled": "yes"`` or ``1`` is a 422, not a
+    guess at what an operator meant when locking someone out (SPEC §4.6)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, strict=True)
+
+
+class AdminUserCreate(StrictAdminRequest):
     username: str = Field(min_length=1, max_length=256)
     password: str = Field(min_length=1, max_length=PASSWORD_MAX * 4)
     roles: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
@@ -167,11 +174,11 @@ class AdminUserCreate(StrictRequest):
     )
 
 
-class AdminUserChange(StrictRequest):
+class AdminUserChange(StrictAdminRequest):
     roles: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
         default=None, max_length=20
     )
-    disabled: bool | None = None
+    disabled: StrictBool | None = None
 
 
 class AdminUser(BaseModel):

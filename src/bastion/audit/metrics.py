@@ -68,10 +68,13 @@ class Metrics:
         )
         self.active_sessions = Gauge(
             "bastion_active_sessions",
-            "Cookie sessions created minus ended by this process (approximate).",
+            "Cookie sessions neither revoked nor expired, as last counted in the database.",
             registry=self.registry,
-            multiprocess_mode="livesum",
+            multiprocess_mode="mostrecent",
         )
+        """Set, never incremented, from a COUNT every worker runs (see ``SessionService``):
+        each worker's value is the whole database's, so a scrape takes the most recent one
+        instead of summing workers, and a dead worker's old count is soon outdated."""
 
     def scrape_registry(self) -> CollectorRegistry:
         """What a scrape reads: this process's registry, or every worker's in multiprocess mode."""

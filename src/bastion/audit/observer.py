@@ -1,4 +1,8 @@
-"""Security events for refused requests (SPEC §6): 401, 403, CSRF failures and 429s."""
+"""Security events for refused requests (SPEC §6): 401, 403, CSRF failures and 429s.
+
+Each 401, 403 and CSRF failure is stored; a 429 at most once per caller and route a second
+(see :meth:`AuditRecorder.record_throttled`). Every one is counted.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from bastion.errors import (
     AuthenticationError,
     BastionError,
     CSRFFailed,
+    InvalidCredentials,
     PermissionDenied,
     RateLimited,
 )
@@ -34,22 +39,29 @@ class RefusalObserver:
             self._metrics.rate_limited.labels(
                 "lockout" if isinstance(exc, AccountLocked) else exc.policy
             ).inc()
-        if isinstance(exc, AuthenticationError):
+        if isinstance(exc, AuthenticationError) and not isinstance(exc, InvalidCredentials):
+            # A refused login is counted with its login_failed event, under its own scheme.
             self._metrics.authentications.labels(_scheme_of(exc), "failure").inc()
         event = _event_for(exc)
         if event is None:
             return
         principal = getattr(request.state, "principal", None)
         actor = getattr(principal, "username", None) or getattr(exc, "username", None)
-        context = current_request.get()
         route = getattr(request.scope.get("route"), "path", None) or "<unmatched>"
+        details = {"method": request.method, "problem": exc.problem_type}
+        if event is not EventType.RATE_LIMITED:
+            await self._audit.record(
+                event, outcome=Outcome.DENIED, actor=actor, subject=route, details=details
+            )
+            return
+        context = current_request.get()
         await self._audit.record_throttled(
             event,
             f"{actor or (context.ip if context else '')}|{route}",
             outcome=Outcome.DENIED,
             actor=actor,
             subject=route,
-            details={"method": request.method, "problem": exc.problem_type},
+            details=details,
         )
 
 

@@ -1,7 +1,12 @@
 """Writes security events: into the caller's transaction when there is a change to describe,
 into their own when there is not (a refused login still leaves its event). Log lines and
 counters follow only once the event's transaction has committed, so the log never tells of a
-change that was rolled back."""
+change that was rolled back.
+
+Every event is stored (SPEC §6), refusals included: 401s, 403s and CSRF failures are bounded by
+the per-IP limit already. Only ``rate_limited`` is stored at most once per key a second, since a
+429 *is* the flood; each one is still counted.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +31,15 @@ from bastion.storage.repositories.audit import AuditRepository
 logger = structlog.get_logger("bastion.audit")
 
 _PENDING = "bastion_audit_pending"
+
+LOGIN_SCHEMES = {"token": "password", "session": "session"}
+"""``via`` of a login event -> ``scheme`` of ``bastion_authentications``: a login is an
+authentication as much as a credential checked on a protected route (SPEC §6). A login refused
+by the lockout before any password was checked is a ``rate_limited`` count, not one of these."""
+_LOGIN_OUTCOMES: dict[str, str] = {
+    EventType.LOGIN_SUCCEEDED: "success",
+    EventType.LOGIN_FAILED: "failure",
+}
 
 
 class AuditRecorder:
@@ -79,8 +93,9 @@ class AuditRecorder:
     ) -> None:
         """Store at most one event per ``(type, key)`` a second; count every one.
 
-        401s and 429s are what a flood is made of: writing a row for each would turn an attack
-        on the API into one on the database."""
+        For ``rate_limited`` only: a 429 is the flood itself, and a row for each would turn an
+        attack on the API into one on the database. Every other refusal goes through
+        :meth:`record`, since SPEC §6 wants each in the database."""
         now = time.monotonic()
         slot = (type, key)
         if self._last_written.get(slot, 0.0) > now - 1.0:
@@ -115,21 +130,27 @@ class AuditRecorder:
 
     def _after_commit(self, sync_session: Session) -> None:
         for row in sync_session.info.pop(_PENDING, []):
-            self._metrics.security_events.labels(row.type, row.outcome).inc()
-            if row.type == EventType.SESSION_CREATED:
-                self._metrics.active_sessions.inc()
-            elif row.type == EventType.SESSION_ENDED:
-                self._metrics.active_sessions.dec()
+            details = json.loads(row.details)
+            self._count(row, details)
             logger.info(
                 "security_event",
+                time=row.time.isoformat(timespec="microseconds").replace("+00:00", "Z"),
                 type=row.type,
                 outcome=row.outcome,
                 actor=row.actor,
                 subject=row.subject,
                 ip=row.ip,
+                user_agent=row.user_agent,
                 request_id=row.request_id,
-                details=json.loads(row.details),
+                details=details,
             )
+
+    def _count(self, row: AuditEventRow, details: Mapping[str, Any]) -> None:
+        self._metrics.security_events.labels(row.type, row.outcome).inc()
+        login_outcome = _LOGIN_OUTCOMES.get(row.type)
+        scheme = LOGIN_SCHEMES.get(str(details.get("via")))
+        if login_outcome is not None and scheme is not None:
+            self._metrics.authentications.labels(scheme, login_outcome).inc()
 
 
 def _forget_pending(sync_session: Session) -> None:

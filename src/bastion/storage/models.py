@@ -128,14 +128,16 @@ class LoginFailure(Base):
     """Failed-login counter and lock of one account name, known or not (SPEC §5 lockout).
 
     Kept in the database rather than in process memory so that every worker and node, and the
-    ``bastion unlock`` command, see the same lock; rows of unknown names expire with their window.
+    ``bastion unlock`` command, see the same lock; rows of unknown names are pruned a day after
+    their last failure.
     """
 
     __tablename__ = "login_failures"
 
     username: Mapped[str] = mapped_column(String(64), primary_key=True)
-    failures: Mapped[int] = mapped_column(Integer, default=0)
-    window_started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    recent_failures: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    """JSON list of the epoch times of the last failures (at most the lockout threshold), so the
+    window rolls instead of restarting at a fixed boundary."""
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     lock_count: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
@@ -162,6 +164,8 @@ class Session(Base):
     """A cookie session, stored by the digest of its id (SPEC §4.3)."""
 
     __tablename__ = "sessions"
+    __table_args__ = (Index("ix_sessions_expires_at", "expires_at"),)
+    """Counting live sessions (the ``bastion_active_sessions`` gauge) reads only the unexpired."""
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)

@@ -77,11 +77,15 @@ class TokenService:
     # ------------------------------------------------------------------------------ grants
 
     async def password_grant(self, username: str, password: str, scope: str | None) -> TokenPair:
-        user = await self._accounts.verify_login(username, password)
-        if user is None or user.is_disabled:
+        """RFC 6749 §4.3. ``login_succeeded`` commits with the new refresh family, so a grant
+        refused after the password check (``invalid_scope``) leaves ``login_failed`` instead."""
+        login = await self._accounts.verify_login(username, password)
+        if login is None:
             raise OAuthError("invalid_grant", INVALID_CREDENTIALS)
+        user = login.user
         scopes = narrow_scopes(scope, self._settings.scopes_for_roles(user.roles))
         if scopes is None:
+            await self._accounts.refuse_login(login, "invalid_scope")
             raise OAuthError(
                 "invalid_scope", "The requested scope exceeds what this account holds."
             )
@@ -91,6 +95,7 @@ class TokenService:
             repo = RefreshTokenRepository(session)
             await repo.create_family(family_id, user.id, " ".join(sorted(scopes)))
             await repo.add_token(family_id, digest, self._refresh_expiry())
+            await self._accounts.complete_login(session, login)
         return self._pair(str(user.id), scopes, family_id, refresh)
 
     async def refresh_grant(self, refresh_token: str, scope: str | None) -> TokenPair:
@@ -111,6 +116,7 @@ class TokenService:
                     session,
                     EventType.REFRESH_TOKEN_REUSED,
                     outcome=Outcome.DENIED,
+                    actor=owner.username if owner else None,
                     subject=owner.username if owner else family.user_id,
                     details={"sid": family.id, "family_revoked": True},
                 )
@@ -165,6 +171,7 @@ class TokenService:
                 self._audit.add(
                     session,
                     EventType.TOKEN_REVOKED,
+                    actor=owner.username if owner else None,
                     subject=owner.username if owner else family.user_id,
                     details={"token_type": "refresh_token", "sid": family.id},
                 )
@@ -216,6 +223,7 @@ class TokenService:
                 self._audit.add(
                     session,
                     EventType.TOKEN_REVOKED,
+                    actor=owner.username if owner else None,
                     subject=owner.username if owner else event[0],
                     details={"token_type": event[1], "jti": jti},
                 )

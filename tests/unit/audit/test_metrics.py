@@ -156,6 +156,43 @@ def test_several_workers_are_aggregated_in_multiprocess_mode(tmp_path: Path) -> 
     assert got[public] == 2
 
 
+GAUGE_WORKER = LOAD_METRICS + textwrap.dedent(
+    """
+    Metrics(sys.argv[2]).active_sessions.set(int(sys.argv[3]))
+    """
+)
+
+
+def test_the_active_sessions_gauge_is_not_summed_over_workers(tmp_path: Path) -> None:
+    """Each worker sets the gauge to the database's whole count, so adding the workers' values
+    would multiply it, and a worker that has exited must not keep its count in the total: a
+    scrape shows the most recent count (SPEC §6)."""
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+
+    def python(code: str, *args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", code, metrics_module.__file__, str(tmp_path), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    python(GAUGE_WORKER, "5")  # an older worker, since exited
+    python(GAUGE_WORKER, "3")  # the latest count, after two sessions ended
+    text = python(SCRAPE)
+    values = [
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "bastion_active_sessions"
+    ]
+    assert values == [3]
+
+
 # ----------------------------------------------------------------------------- the request layer
 
 

@@ -1,6 +1,7 @@
 """AuditRecorder (SPEC §6): an event is written in the transaction of the change it describes,
-so it commits or vanishes with it; it is logged and counted only once committed; refusals are
-stored at most once per key per second but always counted; details are stored redacted."""
+so it commits or vanishes with it; it is logged and counted only once committed; a flood of
+429s is stored at most once per key per second but always counted; details are stored
+redacted."""
 
 from __future__ import annotations
 
@@ -179,6 +180,54 @@ async def test_record_writes_an_event_in_its_own_transaction(
     assert len(security_logs(logs)) == 1
 
 
+async def test_the_log_line_carries_the_user_agent_and_the_events_own_time(
+    db: Database,
+    recorder: AuditRecorder,
+    logs: list[dict[str, Any]],
+    request_context: RequestContext,
+) -> None:
+    """SPEC §6: each event has its time and user agent, in the log as in the table; the time
+    is the event's, not the moment the line happened to be written after the commit."""
+    await recorder.record(EventType.LOGOUT, actor="bob", subject="bob")
+    [row] = await rows(db)
+    [line] = security_logs(logs)
+    assert line["user_agent"] == "curl/8.5"
+    assert (line["ip"], line["request_id"]) == ("203.0.113.9", "req-42")
+    assert line["time"].endswith("Z")
+    logged = datetime.fromisoformat(line["time"].replace("Z", "+00:00"))
+    assert logged == row.time
+
+
+async def test_committed_logins_are_counted_as_authentications_by_scheme(
+    db: Database, recorder: AuditRecorder, metrics: Metrics
+) -> None:
+    """A password-grant or session login is an authentication (``bastion_authentications``);
+    a wrong current password at a password change is not a login."""
+
+    def authentications(scheme: str, outcome: str) -> float:
+        labels = {"scheme": scheme, "outcome": outcome}
+        return metrics.registry.get_sample_value("bastion_authentications_total", labels) or 0.0
+
+    await recorder.record(EventType.LOGIN_SUCCEEDED, actor="bob", details={"via": "token"})
+    await recorder.record(
+        EventType.LOGIN_FAILED, outcome=Outcome.FAILURE, actor="bob", details={"via": "token"}
+    )
+    await recorder.record(EventType.LOGIN_SUCCEEDED, actor="bob", details={"via": "session"})
+    await recorder.record(
+        EventType.LOGIN_FAILED,
+        outcome=Outcome.FAILURE,
+        actor="bob",
+        details={"via": "password_change"},
+    )
+    await recorder.record(
+        EventType.LOGIN_LOCKED, outcome=Outcome.DENIED, actor="bob", details={"via": "token"}
+    )
+    assert authentications("password", "success") == 1
+    assert authentications("password", "failure") == 1
+    assert authentications("session", "success") == 1
+    assert authentications("session", "failure") == 0
+
+
 # ----------------------------------------------------------------------------- what a row holds
 
 
@@ -273,29 +322,27 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return now
 
 
-async def test_refusals_are_stored_once_per_key_per_second_but_all_counted(
+async def test_429s_are_stored_once_per_key_per_second_but_all_counted(
     db: Database, recorder: AuditRecorder, metrics: Metrics, clock: list[float]
 ) -> None:
     for _ in range(5):
-        await recorder.record_throttled(EventType.UNAUTHORIZED, "1.2.3.4|/items", subject="/items")
+        await recorder.record_throttled(EventType.RATE_LIMITED, "ip|1.2.3.4", subject="1.2.3.4")
     assert len(await rows(db)) == 1
-    assert counted(metrics, "unauthorized", "denied") == 5
+    assert counted(metrics, "rate_limited", "denied") == 5
 
-    # Another key, or another type with the same key, is another slot.
-    await recorder.record_throttled(EventType.UNAUTHORIZED, "5.6.7.8|/items", subject="/items")
-    await recorder.record_throttled(EventType.RATE_LIMITED, "1.2.3.4|/items", subject="/items")
-    assert len(await rows(db)) == 3
+    # Another key is another slot.
+    await recorder.record_throttled(EventType.RATE_LIMITED, "ip|5.6.7.8", subject="5.6.7.8")
+    assert len(await rows(db)) == 2
 
     clock[0] += 0.9
-    await recorder.record_throttled(EventType.UNAUTHORIZED, "1.2.3.4|/items", subject="/items")
-    assert len(await rows(db)) == 3
+    await recorder.record_throttled(EventType.RATE_LIMITED, "ip|1.2.3.4", subject="1.2.3.4")
+    assert len(await rows(db)) == 2
     clock[0] += 0.2  # more than a second after the stored one
-    await recorder.record_throttled(EventType.UNAUTHORIZED, "1.2.3.4|/items", subject="/items")
+    await recorder.record_throttled(EventType.RATE_LIMITED, "ip|1.2.3.4", subject="1.2.3.4")
     stored = await rows(db)
-    assert len(stored) == 4
-    assert [r.outcome for r in stored] == ["denied"] * 4
-    assert counted(metrics, "unauthorized", "denied") == 8
-    assert counted(metrics, "rate_limited", "denied") == 1
+    assert len(stored) == 3
+    assert [r.outcome for r in stored] == ["denied"] * 3
+    assert counted(metrics, "rate_limited", "denied") == 8
 
 
 async def test_the_throttle_table_stays_bounded(
@@ -303,6 +350,6 @@ async def test_the_throttle_table_stays_bounded(
 ) -> None:
     """A flood from many addresses must not grow memory without end."""
     for n in range(10_050):
-        recorder._last_written[(EventType.UNAUTHORIZED, f"ip{n}")] = clock[0]
-    await recorder.record_throttled(EventType.UNAUTHORIZED, "fresh", subject="/items")
+        recorder._last_written[(EventType.RATE_LIMITED, f"ip{n}")] = clock[0]
+    await recorder.record_throttled(EventType.RATE_LIMITED, "fresh", subject="/items")
     assert len(recorder._last_written) <= 10_001

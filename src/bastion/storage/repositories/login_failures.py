@@ -1,4 +1,4 @@
-"""Login failure counters, one row per account name, updated under a row lock."""
+"""Login failure records, one row per account name, updated under a row lock."""
 
 from __future__ import annotations
 
@@ -26,9 +26,7 @@ class LoginFailureRepository:
         insert = pg_insert if dialect == "postgresql" else sqlite_insert
         await self._session.execute(
             insert(LoginFailure)
-            .values(
-                username=username, failures=0, window_started_at=now, lock_count=0, updated_at=now
-            )
+            .values(username=username, recent_failures="[]", lock_count=0, updated_at=now)
             .on_conflict_do_nothing(index_elements=["username"])
         )
         result = await self._session.execute(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.storage.models import Session
@@ -43,3 +43,17 @@ class SessionRepository:
             .returning(Session.id)
         )
         return list(result.scalars())
+
+    async def count_live(self, now: datetime, seen_since: datetime) -> int:
+        """Sessions neither revoked nor past their absolute expiry, and used since
+        ``seen_since`` (the idle limit): the ones a cookie could still authenticate."""
+        result = await self._session.execute(
+            select(func.count())
+            .select_from(Session)
+            .where(
+                Session.expires_at > now,
+                Session.revoked_at.is_(None),
+                Session.last_seen_at >= seen_since,
+            )
+        )
+        return int(result.scalar_one())

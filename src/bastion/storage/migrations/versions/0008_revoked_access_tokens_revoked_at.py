@@ -16,7 +16,7 @@ from alembic import op
 import bastion.storage.models
 
 revision = "0008"
-down_revision = "0005"  # MERGE: becomes "0007" after the audit-events branch
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
