@@ -105,7 +105,7 @@ def require(
             request.headers, accepted, method=request.method, query_api_key=query_key
         )
         request.state.principal = principal
-        bastion.metrics.authentications.labels(principal.kind.value, "success").inc()
+        bastion.metrics.count_authentication(principal.kind.value, "success")
         await enforce(request, bastion.principal_policy, principal.subject)
         if principal.rate_limit is not None:
             await enforce(

@@ -20,6 +20,8 @@ from prometheus_client import (
     start_http_server,
 )
 
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+MAX_CACHED_SERIES = 10_000
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -75,6 +77,32 @@ class Metrics:
         """Set, never incremented, from a COUNT every worker runs (see ``SessionService``):
         each worker's value is the whole database's, so a scrape takes the most recent one
         instead of summing workers, and a dead worker's old count is soon outdated."""
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._authentication_children: dict[tuple[str, str], Counter] = {}
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """One request, counted and timed. The labelled children are kept: looking them up
+        through ``labels()`` costs microseconds on every request. A method outside HTTP's own
+        is counted as ``OTHER``: clients choose it, and each new one would be a new series."""
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:
+            label = method if method in HTTP_METHODS else "OTHER"
+            children = (self.requests.labels(label, route, str(status)), self.latency.labels(route))
+            if len(self._request_children) < MAX_CACHED_SERIES:
+                self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def count_authentication(self, scheme: str, outcome: str) -> None:
+        """One authentication outcome (``bastion_authentications``), child kept as above."""
+        key = (scheme, outcome)
+        child = self._authentication_children.get(key)
+        if child is None:
+            child = self._authentication_children[key] = self.authentications.labels(
+                scheme, outcome
+            )
+        child.inc()
 
     def scrape_registry(self) -> CollectorRegistry:
         """What a scrape reads: this process's registry, or every worker's in multiprocess mode."""

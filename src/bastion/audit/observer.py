@@ -41,7 +41,7 @@ class RefusalObserver:
             ).inc()
         if isinstance(exc, AuthenticationError) and not isinstance(exc, InvalidCredentials):
             # A refused login is counted with its login_failed event, under its own scheme.
-            self._metrics.authentications.labels(_scheme_of(exc), "failure").inc()
+            self._metrics.count_authentication(_scheme_of(exc), "failure")
         event = _event_for(exc)
         if event is None:
             return

@@ -150,7 +150,7 @@ class AuditRecorder:
         login_outcome = _LOGIN_OUTCOMES.get(row.type)
         scheme = LOGIN_SCHEMES.get(str(details.get("via")))
         if login_outcome is not None and scheme is not None:
-            self._metrics.authentications.labels(scheme, login_outcome).inc()
+            self._metrics.count_authentication(scheme, login_outcome)
 
 
 def _forget_pending(sync_session: Session) -> None:

@@ -178,5 +178,18 @@ def redact_secrets(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> Mapping[str, Any]:
     """structlog processor: the event dict with every secret replaced. ``event`` is no secret's
-    name, so an event such as ``session_created`` is kept; only secrets inside its text go."""
-    return {key: redact_value(key, value) for key, value in event_dict.items()}
+    name, so an event such as ``session_created`` is kept; only secrets inside its text go.
+
+    It runs on every log line (one per request), so the common values take a short path:
+    numbers, booleans and ``None`` stay as they are under any name (as in :func:`_redact`), and
+    a string is scanned once and kept as it is when nothing in it can be a secret."""
+    redacted: dict[str, Any] = {}
+    for key, value in event_dict.items():
+        kind = type(value)
+        if value is None or kind is int or kind is float or kind is bool:
+            redacted[key] = value
+        elif kind is str and not is_secret_name(key):
+            redacted[key] = value if _SECRET_TEXT.search(value) is None else redact_text(value)
+        else:
+            redacted[key] = redact_value(key, value)
+    return redacted

@@ -61,8 +61,7 @@ class RequestLogMiddleware:
     def _observe(self, scope: Scope, context: RequestContext, status: int, took: float) -> None:
         route = getattr(scope.get("route"), "path", None) or UNMATCHED
         method = scope["method"]
-        self.metrics.requests.labels(method, route, str(status)).inc()
-        self.metrics.latency.labels(route).observe(took)
+        self.metrics.observe_request(method, route, status, took)
         principal = scope.get("state", {}).get("principal")
         logger.info(
             "request",

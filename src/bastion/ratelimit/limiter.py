@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import structlog
+from limits import RateLimitItem
 from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import (
     FixedWindowRateLimiter,
@@ -30,8 +31,43 @@ from bastion.ratelimit.policies import Policy
 
 logger = structlog.get_logger("bastion.ratelimit")
 
+class CountingFixedWindow(FixedWindowRateLimiter):
+    """The library's fixed window, also telling how many hits its window holds after this one.
+
+    ``hit`` answers only yes or no, so the ``RateLimit`` fields took two more storage calls per
+    policy (``get`` and ``get_expiry``): two more Redis round trips on every request. The count
+    is what ``hit`` itself computes; the window's end is asked once per window and then kept,
+    since a fixed window's end does not move."""
+
+    def __init__(self, storage: Storage, *, max_windows: int = 10_000) -> None:
+        super().__init__(storage)
+        self._ends: dict[str, float] = {}
+        self._max_windows = max_windows
+
+    async def hit_counting(self, item: RateLimitItem, storage_key: str) -> tuple[int, float]:
+        """``(hits in the window, epoch second the window ends)`` after one more hit."""
+        expiry = item.get_expiry()
+        count = await self.storage.incr(storage_key, expiry)
+        now = time.time()
+        end = self._ends.get(storage_key)
+        if count == 1:
+            end = now + expiry  # this hit opened the window
+        elif end is None or end <= now:
+            end = await self.storage.get_expiry(storage_key)
+        if len(self._ends) >= self._max_windows:
+            self._ends = {k: e for k, e in self._ends.items() if e > now}
+            if len(self._ends) >= self._max_windows:
+                self._ends.clear()
+        self._ends[storage_key] = end
+        return count, end
+
+    async def clear(self, item: RateLimitItem, *identifiers: str) -> None:
+        self._ends.pop(item.key_for(*identifiers), None)
+        await super().clear(item, *identifiers)
+
+
 STRATEGIES: dict[str, type[RateLimiter]] = {
-    "fixed-window": FixedWindowRateLimiter,
+    "fixed-window": CountingFixedWindow,
     "sliding-window-counter": SlidingWindowCounterRateLimiter,
     "moving-window": MovingWindowRateLimiter,
 }
@@ -96,16 +132,35 @@ class Limiter:
         self._clock = clock
         self._on_degraded = on_degraded
         self._next_warning = 0.0
+        self._keys: dict[tuple[RateLimitItem, str, str], str] = {}
 
     async def hit(self, policy: Policy, key: str, *, on_error: FailureMode = "open") -> Decision:
         """Count one request for ``key`` under ``policy``."""
         try:
-            is_allowed = await self._strategy.hit(policy.item, policy.name, key)
-            stats = await self._strategy.get_window_stats(policy.item, policy.name, key)
+            if isinstance(self._strategy, CountingFixedWindow):
+                count, end = await self._strategy.hit_counting(
+                    policy.item, self._storage_key(policy, key)
+                )
+                is_allowed, remaining, reset_time = count <= policy.quota, policy.quota - count, end
+            else:
+                is_allowed = await self._strategy.hit(policy.item, policy.name, key)
+                stats = await self._strategy.get_window_stats(policy.item, policy.name, key)
+                remaining, reset_time = int(stats.remaining), stats.reset_time
         except Exception as exc:  # the storage's own errors vary by backend and driver
             return self._degraded(policy, on_error, exc)
-        reset_after = max(1, math.ceil(stats.reset_time - self._clock()))
-        return Decision(policy, is_allowed, int(stats.remaining), reset_after)
+        reset_after = max(1, math.ceil(reset_time - self._clock()))
+        return Decision(policy, is_allowed, max(0, remaining), reset_after)
+
+    def _storage_key(self, policy: Policy, key: str) -> str:
+        """The library's key for ``(policy, key)``, remembered: building it costs microseconds
+        on every request, and the same few keys come back all the time."""
+        slot = (policy.item, policy.name, key)
+        storage_key = self._keys.get(slot)
+        if storage_key is None:
+            if len(self._keys) >= 10_000:  # many clients: start again rather than grow
+                self._keys.clear()
+            storage_key = self._keys[slot] = policy.item.key_for(policy.name, key)
+        return storage_key
 
     async def is_healthy(self, within: float = 2.0) -> bool:
         """The storage answers a PING within ``within`` seconds (always, in memory)."""

@@ -51,6 +51,31 @@ def test_each_instance_has_its_own_counters() -> None:
     )
 
 
+def test_a_request_is_counted_and_timed_each_time_it_is_observed() -> None:
+    metrics = Metrics()
+    for _ in range(3):
+        metrics.observe_request("GET", "/items/{item_id}", 404, 0.002)
+    assert (
+        sample(
+            metrics, "bastion_requests_total", method="GET", route="/items/{item_id}", status="404"
+        )
+        == 3
+    )
+    assert sample(metrics, "bastion_request_duration_seconds_count", route="/items/{item_id}") == 3
+
+
+def test_a_method_a_client_made_up_is_one_series_not_one_each() -> None:
+    """Clients choose the method: each invented one must not become a new time series."""
+    metrics = Metrics()
+    for method in ("BREW", "PROPFIND", "X" * 40):
+        metrics.observe_request(method, "<unmatched>", 405, 0.001)
+    assert (
+        sample(metrics, "bastion_requests_total", method="OTHER", route="<unmatched>", status="405")
+        == 3
+    )
+    assert not [k for k in samples(metrics) if ("method", "BREW") in k[1]]
+
+
 def test_the_exposition_is_prometheus_text() -> None:
     metrics = Metrics()
     metrics.requests.labels("GET", "/items/{item_id}", "404").inc()
