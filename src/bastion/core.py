@@ -195,8 +195,11 @@ class Bastion:
         try:
             yield
         finally:
-            flusher.cancel()
-            syncing.cancel()
+            # stopped and waited for before the pool closes under them: a poll cut off
+            # mid-query while its connection is disposed of can hang the loop's shutdown
+            for task in (flusher, syncing):
+                task.cancel()
+            await asyncio.wait((flusher, syncing), timeout=5)
             if stop_metrics is not None:
                 await asyncio.to_thread(stop_metrics)
             await self.api_keys.flush_last_used()
