@@ -10,7 +10,7 @@ from limits.aio.storage import MemoryStorage
 
 from bastion.errors import ServiceUnavailable
 from bastion.ratelimit import limiter as limiter_module
-from bastion.ratelimit.limiter import Limiter
+from bastion.ratelimit.limiter import Limiter, storage_for
 from bastion.ratelimit.policies import Policy
 
 
@@ -144,3 +144,23 @@ async def test_a_failing_storage_opens_or_closes_as_configured(clock: Clock) -> 
     assert opened.is_allowed
     assert closed.value.headers.get("Retry-After") or closed.value.response_headers()
     assert modes == ["open", "closed"]
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        ("redis://127.0.0.1:6379/0", "RedisStorage"),
+        ("rediss://cache.internal:6380/0", "RedisStorage"),
+        ("redis+sentinel://127.0.0.1:26379/mymaster", "RedisSentinelStorage"),
+        ("redis+cluster://127.0.0.1:7000", "RedisClusterStorage"),
+    ],
+)
+def test_sentinel_and_cluster_urls_are_accepted_as_the_library_reads_them(
+    url: str, kind: str
+) -> None:
+    """Built without connecting; only the plain-Redis path is exercised against a server."""
+    assert type(storage_for(url)).__name__ == kind
+
+
+def test_no_url_means_in_process_storage() -> None:
+    assert isinstance(storage_for(None), MemoryStorage)
