@@ -29,7 +29,7 @@ from bastion.audit.log_records import redact_loggers
 from bastion.audit.metrics import Metrics
 from bastion.audit.observer import IPLimitObserver, RefusalObserver
 from bastion.audit.recorder import AuditRecorder
-from bastion.audit.requests import RequestLogMiddleware
+from bastion.audit.requests import RequestLog
 from bastion.authn import Authenticator
 from bastion.derived_keys import derive_key
 from bastion.edge.middleware import EdgeMiddleware
@@ -38,8 +38,8 @@ from bastion.key_service import ApiKeyService
 from bastion.lockout import Lockout
 from bastion.logs import configure_logging
 from bastion.passwords import PasswordHasher
+from bastion.ratelimit.ip_limit import IPLimit
 from bastion.ratelimit.limiter import Limiter, storage_for
-from bastion.ratelimit.middleware import RateLimitMiddleware
 from bastion.ratelimit.policies import Policy
 from bastion.sessions import SessionService
 from bastion.settings import BastionSettings, generate_secret
@@ -240,14 +240,16 @@ class Bastion:
         install_openapi(app, lambda: self.settings.known_scopes)
         remove_fastapi_docs(app, keep_openapi=self.settings.docs)
         app.add_middleware(
-            RateLimitMiddleware,
-            limiter=self.limiter,
-            policy=self.ip_policy,
-            on_error=self.settings.ratelimit_on_error or "open",
-            on_refused=IPLimitObserver(self.audit, self.metrics),
+            EdgeMiddleware,
+            settings=self.settings,
+            admission=IPLimit(
+                limiter=self.limiter,
+                policy=self.ip_policy,
+                on_error=self.settings.ratelimit_on_error or "open",
+                on_refused=IPLimitObserver(self.audit, self.metrics),
+            ),
+            observer=RequestLog(self.metrics),
         )
-        app.add_middleware(RequestLogMiddleware, metrics=self.metrics)
-        app.add_middleware(EdgeMiddleware, settings=self.settings)
 
     def _mount_routes(self, app: FastAPI) -> None:
         """Add ``/auth``, the probes, the JWKS and ``/docs`` after the app's own routes, once.

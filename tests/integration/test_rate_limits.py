@@ -89,3 +89,123 @@ async def test_login_limit_is_problem_json_on_the_token_endpoint(
 def test_a_malformed_limit_is_refused_at_start(spec: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="rate limit"):
         make_settings("sqlite+aiosqlite:///:memory:", tmp_path, ratelimit_ip=spec)
+
+
+# ------------------------------------------------------------- the edge's own answers
+
+
+async def test_the_edges_own_answers_count_and_carry_the_fields(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A redirect, an announced oversized body and a CORS preflight are answered by the edge
+    without the app: they are still counted per IP (a flood of them is limited too) and still
+    say so in RateLimit fields (SPEC §3); an unknown Host is refused before anything."""
+    settings = make_settings(
+        database_url,
+        tmp_path,
+        ratelimit_ip="4/minute",
+        cors_origins=["https://app.example"],
+        max_body_bytes=2048,
+    )
+    async with open_harness(settings) as h:
+        unknown_host = await h.client.get("/public", headers={"Host": "evil.example"})
+        oversized = await h.client.post(
+            "/items", content=b"x" * 4096, headers={"Content-Type": "application/json"}
+        )
+        preflight = await h.client.options(
+            "/items",
+            headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"},
+        )
+        answers = [oversized, preflight]
+        assert [r.status_code for r in answers] == [413, 204]
+        assert "ratelimit" not in unknown_host.headers
+        for response in answers:
+            assert response.headers["ratelimit-policy"] == '"ip";q=4;w=60'
+        assert oversized.headers["ratelimit"].startswith('"ip";r=3;')
+        assert preflight.headers["ratelimit"].startswith('"ip";r=2;')
+        after = [(await h.client.get("/public")).status_code for _ in range(3)]
+        assert after == [200, 200, 429]
+
+
+async def test_an_oversized_body_from_a_granted_origin_is_readable_by_its_page(
+    database_url: str, tmp_path: Path
+) -> None:
+    settings = make_settings(
+        database_url, tmp_path, cors_origins=["https://app.example"], max_body_bytes=2048
+    )
+    async with open_harness(settings) as h:
+        response = await h.client.post(
+            "/items",
+            content=b"x" * 4096,
+            headers={"Content-Type": "application/json", "Origin": "https://app.example"},
+        )
+    assert response.status_code == 413
+    assert response.headers["access-control-allow-origin"] == "https://app.example"
+
+
+async def test_a_spoofed_forwarding_header_does_not_buy_a_new_bucket(
+    database_url: str, tmp_path: Path
+) -> None:
+    """From a peer that is not a trusted proxy, X-Forwarded-For and Forwarded are ignored for
+    the limit key itself, not only for what the app is told."""
+    settings = make_settings(database_url, tmp_path, ratelimit_ip="3/minute")
+    async with open_harness(settings) as h:
+        statuses = [
+            (
+                await h.client.get(
+                    "/public",
+                    headers={"X-Forwarded-For": f"198.51.100.{n}", "Forwarded": f"for=192.0.2.{n}"},
+                )
+            ).status_code
+            for n in range(5)
+        ]
+    assert statuses == [200, 200, 200, 429, 429]
+
+
+# ------------------------------------------------------------------- per-route limits
+
+
+async def test_a_route_limit_is_shared_by_every_spelling_and_kept_per_principal(
+    database_url: str, tmp_path: Path
+) -> None:
+    """``require(rate=...)`` (SPEC §2.2) keys on the route template and the principal: ids in
+    the path, a trailing slash or case do not buy a new bucket; another user has their own."""
+    from fastapi import FastAPI
+
+    from bastion import Bastion, Principal
+
+    bastion = Bastion(make_settings(database_url, tmp_path))
+    app = FastAPI(lifespan=bastion.lifespan)
+    bastion.protect(app)
+
+    @app.get("/exports/{export_id}")
+    async def export(
+        export_id: int,
+        user: Principal = bastion.require(rate="2/minute"),  # noqa: B008
+    ) -> dict[str, int]:
+        return {"id": export_id}
+
+    import httpx
+
+    async with bastion.lifespan(app):
+        if not bastion.db.is_sqlite:
+            await bastion.db.upgrade()
+        for name in ("alice", "bob"):
+            await bastion.accounts.create_user(name, STRONG_PASSWORD, ["user"])
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            tokens = {}
+            for name in ("alice", "bob"):
+                login = await c.post(
+                    "/auth/token",
+                    data={"grant_type": "password", "username": name, "password": STRONG_PASSWORD},
+                )
+                tokens[name] = {"Authorization": f"Bearer {login.json()['access_token']}"}
+            first = await c.get("/exports/1", headers=tokens["alice"])
+            second = await c.get("/exports/2", headers=tokens["alice"])
+            third = await c.get("/exports/3", headers=tokens["alice"])
+            bobs = await c.get("/exports/1", headers=tokens["bob"])
+    assert [first.status_code, second.status_code, third.status_code] == [200, 200, 429]
+    assert '"route";q=2;w=60' in first.headers["ratelimit-policy"]
+    assert third.json()["type"] == QUOTA_EXCEEDED
+    assert bobs.status_code == 200

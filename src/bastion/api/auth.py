@@ -21,7 +21,7 @@ from bastion.api.schemas import (
 from bastion.csrf import csrf_token_for
 from bastion.errors import NO_STORE, InvalidCredentials, OAuthError, PermissionDenied
 from bastion.principal import CredentialKind, Principal
-from bastion.ratelimit.middleware import client_ip
+from bastion.ratelimit.ip_limit import client_ip
 from bastion.sessions import InvalidSession, cookie_names
 
 router = APIRouter(prefix="/auth", tags=["auth"])

@@ -21,8 +21,8 @@ from starlette.routing import BaseRoute
 from bastion.authz import Requirement
 from bastion.errors import RateLimited, UnsupportedMediaType
 from bastion.principal import Principal
+from bastion.ratelimit.ip_limit import record
 from bastion.ratelimit.limiter import FailureMode
-from bastion.ratelimit.middleware import record
 from bastion.ratelimit.policies import Policy
 from bastion.storage.repositories.items import ItemRepository
 

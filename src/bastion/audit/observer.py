@@ -22,8 +22,8 @@ from bastion.errors import (
 )
 from bastion.key_service import InvalidApiKey
 from bastion.lockout import AccountLocked
+from bastion.ratelimit.ip_limit import client_ip
 from bastion.ratelimit.limiter import Decision
-from bastion.ratelimit.middleware import client_ip
 from bastion.sessions import InvalidSession
 
 

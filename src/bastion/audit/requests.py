@@ -1,4 +1,6 @@
-"""One structured log line and one set of counters per request (SPEC §6), as a pure ASGI layer.
+"""One structured log line and one set of counters per request (SPEC §6), for every request
+the edge sees, its own answers (400, 308, 413, 429) included. It runs inside the edge's one ASGI
+layer (:class:`bastion.edge.middleware.RequestObserver`), not as a layer of its own.
 
 The line names the route *template* (``/items/{item_id}``), never the raw path or query string,
 so ids and ``?api_key=`` values cannot reach the log, and metric labels stay few.
@@ -6,10 +8,10 @@ so ids and ``?api_key=`` values cannot reach the log, and metric labels stay few
 
 from __future__ import annotations
 
-import time
+from contextvars import Token
 
 import structlog
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from bastion.audit.events import RequestContext, current_request
 from bastion.audit.metrics import Metrics
@@ -26,15 +28,12 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-class RequestLogMiddleware:
-    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
-        self.app = app
+class RequestLog:
+    def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def begin(self, scope: Scope) -> Token[RequestContext | None]:
+        """Make the request's context (who and from where) known to the audit trail."""
         state = scope.setdefault("state", {})
         client = scope.get("client")
         context = RequestContext(
@@ -42,34 +41,23 @@ class RequestLogMiddleware:
             user_agent=(_header(scope, b"user-agent") or "")[:256] or None,
             request_id=state.get("request_id"),
         )
-        token = current_request.set(context)
-        started = time.perf_counter()
-        status = 500
+        return current_request.set(context)
 
-        async def send_and_observe(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_observe)
-        finally:
-            current_request.reset(token)
-            self._observe(scope, context, status, time.perf_counter() - started)
-
-    def _observe(self, scope: Scope, context: RequestContext, status: int, took: float) -> None:
+    def end(self, scope: Scope, began: object, status: int, seconds: float) -> None:
+        context = current_request.get()
+        if isinstance(began, Token):
+            current_request.reset(began)
         route = getattr(scope.get("route"), "path", None) or UNMATCHED
         method = scope["method"]
-        self.metrics.observe_request(method, route, status, took)
+        self.metrics.observe_request(method, route, status, seconds)
         principal = scope.get("state", {}).get("principal")
         logger.info(
             "request",
             method=method,
             route=route,
             status=status,
-            duration_ms=round(took * 1000, 2),
-            request_id=context.request_id,
+            duration_ms=round(seconds * 1000, 2),
+            request_id=context.request_id if context else None,
             principal=getattr(principal, "subject", None),
-            client_ip=context.ip,
+            client_ip=context.ip if context else None,
         )

@@ -1,6 +1,8 @@
 """The edge as one pure ASGI layer (SPEC §2.1), in the spec's order: request id, client address,
 trusted hosts, HTTPS redirect (and HSTS), body size limit, CORS, and the security headers on the
 way out; plus a last line of defence that turns an unexpected failure into a bare 500 problem.
+The per-IP limit (:class:`Admission`) and the request log (:class:`RequestObserver`) run inside
+the same layer, after the edge's checks and around everything respectively.
 
 Each concern is a small module of its own, tested alone; they are composed here into a single
 layer because every nested middleware costs microseconds on every request (SPEC §8). The order is
@@ -12,8 +14,9 @@ the app's or one the edge gives itself (400, 308, 413, a preflight, a 500), leav
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
-from typing import TypeAlias
+from typing import Protocol, TypeAlias
 
 import structlog
 from starlette.responses import Response
@@ -49,6 +52,29 @@ _READ = frozenset(
 )
 """The request headers the edge looks at, gathered in one pass over the request's headers."""
 
+
+class Admission(Protocol):
+    """What may refuse a request once the edge has checked it (the per-IP limit, SPEC §2.2),
+    and the fields it adds to every response (``RateLimit``). Composed into the edge's own
+    layer rather than nested as another: each layer costs every request its microseconds."""
+
+    async def admit(self, scope: Scope) -> Response | None:
+        """``None`` to let the request through, else the response that refuses it."""
+
+    def response_headers(self, scope: Scope) -> RawHeaders:
+        """Headers for this request's response, asked when it starts."""
+
+
+class RequestObserver(Protocol):
+    """Told of every request, the edge's own answers included (the request log, metrics)."""
+
+    def begin(self, scope: Scope) -> object:
+        """Before anything runs; the result comes back to :meth:`end`."""
+
+    def end(self, scope: Scope, began: object, status: int, seconds: float) -> None:
+        """After the response (or the failure) with its status and duration."""
+
+
 NO_STORE = (b"cache-control", b"no-store")
 UNKNOWN_HOST = "The Host header does not name a host this server answers for."
 
@@ -59,8 +85,17 @@ class EdgeMiddleware:
     Without ``settings`` it uses ``BastionSettings()`` (the ``BASTION_*`` environment), whose
     development defaults answer for ``localhost``, ``127.0.0.1`` and ``testserver`` only."""
 
-    def __init__(self, app: ASGIApp, settings: BastionSettings | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: BastionSettings | None = None,
+        *,
+        admission: Admission | None = None,
+        observer: RequestObserver | None = None,
+    ) -> None:
         settings = settings if settings is not None else BastionSettings()
+        self.admission = admission
+        self.observer = observer
         _refuse_wildcards_in_production(settings)
         self.app = app
         self.proxies = TrustedProxies(settings.trusted_proxies)
@@ -95,27 +130,63 @@ class EdgeMiddleware:
         peer = scope.get("client")
         if client.ip is not None and (peer is None or peer[0] != client.ip):
             scope["client"] = (client.ip, 0)
-        outgoing = _Outgoing(send, request_id)
-        answer = self._answer_at_the_edge(scope, headers, client, outgoing)
+        outgoing = _Outgoing(send, request_id, scope, self.admission)
+        if self.observer is None:
+            await self._handle(scope, receive, headers, client, outgoing)
+            return
+        began, started = self.observer.begin(scope), time.perf_counter()
+        try:
+            await self._handle(scope, receive, headers, client, outgoing)
+        finally:
+            status = outgoing.status if outgoing.status is not None else 500
+            self.observer.end(scope, began, status, time.perf_counter() - started)
+
+    async def _handle(
+        self,
+        scope: Scope,
+        receive: Receive,
+        headers: dict[bytes, list[bytes]],
+        client: ClientAddress,
+        outgoing: _Outgoing,
+    ) -> None:
+        host = self.hosts.host_of(headers.get(b"host", ()))
+        if host is None:
+            answer: Answer | None = self._unknown_host(scope, headers, client)
+        else:
+            # counted before the edge's own answers (redirects, 413s, preflights), so that
+            # those too are limited and carry the RateLimit fields (SPEC §3)
+            refusal = await self.admission.admit(scope) if self.admission is not None else None
+            answer = (
+                _problem(refusal)
+                if refusal is not None
+                else self._answer_at_the_edge(scope, headers, client, outgoing, host)
+            )
         if answer is not None:
             await outgoing.answer(*answer)
             return
         await self._run_app(scope, receive, outgoing)
 
+    def _unknown_host(
+        self, scope: Scope, headers: dict[bytes, list[bytes]], client: ClientAddress
+    ) -> Answer:
+        logger.warning(
+            "host_rejected",
+            host=[_printable(v) for v in headers.get(b"host", ())],
+            client_ip=client.ip,
+            request_id=scope["state"]["request_id"],
+        )
+        return _problem(render_bastion_error(BadRequest(UNKNOWN_HOST)))
+
     def _answer_at_the_edge(
-        self, scope: Scope, headers: dict[bytes, list[bytes]], client: ClientAddress, out: _Outgoing
+        self,
+        scope: Scope,
+        headers: dict[bytes, list[bytes]],
+        client: ClientAddress,
+        out: _Outgoing,
+        host: str,
     ) -> Answer | None:
-        """The checks that may answer without the app, in SPEC order; ``None`` when all pass.
-        Those that pass may still add response headers (HSTS, CORS) to ``out``."""
-        host = self.hosts.host_of(headers.get(b"host", ()))
-        if host is None:
-            logger.warning(
-                "host_rejected",
-                host=[_printable(v) for v in headers.get(b"host", ())],
-                client_ip=client.ip,
-                request_id=scope["state"]["request_id"],
-            )
-            return _problem(render_bastion_error(BadRequest(UNKNOWN_HOST)))
+        """The checks after the host's that may answer without the app, in SPEC order; ``None``
+        when all pass. Those that pass may still add response headers (HSTS, CORS) to ``out``."""
         if client.scheme != "https" and self.redirect_to_https:
             location = https_location(host, _raw_path(scope), scope.get("query_string", b""))
             return 308, [(b"location", location), (b"content-length", b"0")], b""
@@ -123,6 +194,7 @@ class EdgeMiddleware:
             out.add([HSTS_HEADER])
         if declared_length_exceeds(headers.get(b"content-length", ()), self.max_body_bytes):
             _log_too_large(scope, self.max_body_bytes)
+            self._cors(scope, headers, out)  # its grant, so a browser can read the 413
             return _problem(render_bastion_error(body_too_large(self.max_body_bytes)))
         return self._cors(scope, headers, out)
 
@@ -172,10 +244,25 @@ class _Outgoing:
     incomplete and makes the server abort the connection (SPEC §3: never read an oversized body
     into memory, never send a half-truth as complete)."""
 
-    __slots__ = ("_extra", "_is_muted", "_send", "body", "is_started", "varies_by_origin")
+    __slots__ = (
+        "_admission",
+        "_extra",
+        "_is_muted",
+        "_scope",
+        "_send",
+        "body",
+        "is_started",
+        "status",
+        "varies_by_origin",
+    )
 
-    def __init__(self, send: Send, request_id: str) -> None:
+    def __init__(
+        self, send: Send, request_id: str, scope: Scope, admission: Admission | None = None
+    ) -> None:
         self._send = send
+        self._scope = scope
+        self._admission = admission
+        self.status: int | None = None
         self._extra: RawHeaders = [
             (b"x-request-id", request_id.encode("ascii")),
             *SECURITY_HEADERS,
@@ -208,6 +295,7 @@ class _Outgoing:
     async def _send_decorated(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.is_started = True
+            self.status = int(message["status"])
             message["headers"] = self._decorated(message.get("headers", ()))
         await self._send(message)
 
@@ -215,6 +303,8 @@ class _Outgoing:
         result = list(headers)
         present = {name.lower() for name, _ in result}
         result.extend(h for h in self._extra if h[0] not in present)
+        if self._admission is not None:
+            result.extend(self._admission.response_headers(self._scope))
         if self.varies_by_origin and (b"vary" not in present or not _varies_by_origin(result)):
             result.append(VARY_ORIGIN)
         return result

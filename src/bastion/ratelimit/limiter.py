@@ -31,6 +31,7 @@ from bastion.ratelimit.policies import Policy
 
 logger = structlog.get_logger("bastion.ratelimit")
 
+
 class CountingFixedWindow(FixedWindowRateLimiter):
     """The library's fixed window, also telling how many hits its window holds after this one.
 

@@ -15,13 +15,15 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 from prometheus_client.parser import text_string_to_metric_families
-from starlette.types import ASGIApp, Receive, Scope, Send
 from structlog.testing import capture_logs
 
 from bastion.audit import metrics as metrics_module
 from bastion.audit.events import current_request
 from bastion.audit.metrics import LATENCY_BUCKETS, Metrics
-from bastion.audit.requests import UNMATCHED, RequestLogMiddleware
+from bastion.audit.requests import UNMATCHED, RequestLog
+from bastion.edge.middleware import EdgeMiddleware
+from bastion.settings import BastionSettings
+from tests.conftest import TEST_SECRET
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -221,20 +223,6 @@ def test_the_active_sessions_gauge_is_not_summed_over_workers(tmp_path: Path) ->
 # ----------------------------------------------------------------------------- the request layer
 
 
-class FakeEdge:
-    """What the edge puts in the scope before the request layer runs."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            state = scope.setdefault("state", {})
-            state["request_id"] = "req-0001"
-            state["client_ip"] = "203.0.113.9"
-        await self.app(scope, receive, send)
-
-
 class Principal:
     subject = "42"
 
@@ -255,9 +243,13 @@ def build_app(metrics: Metrics) -> FastAPI:
     async def boom() -> None:
         raise RuntimeError("bug")
 
-    app.add_middleware(RequestLogMiddleware, metrics=metrics)
-    app.add_middleware(FakeEdge)
+    settings = BastionSettings(secret_key=TEST_SECRET, trusted_proxies=["127.0.0.0/8"])
+    app.add_middleware(EdgeMiddleware, settings=settings, observer=RequestLog(metrics))
     return app
+
+
+EDGE_SAYS = {"X-Request-ID": "req-0001", "X-Forwarded-For": "203.0.113.9"}
+"""Through a trusted proxy: the edge takes this client address and keeps this request id."""
 
 
 @pytest.fixture
@@ -268,7 +260,9 @@ def metrics() -> Metrics:
 @pytest.fixture
 async def client(metrics: Metrics) -> Any:
     transport = httpx.ASGITransport(app=build_app(metrics), raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", headers=EDGE_SAYS
+    ) as client:
         yield client
 
 
@@ -326,7 +320,9 @@ async def test_the_request_context_is_set_for_the_request_and_reset_after(
 ) -> None:
     app = build_app(metrics)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", headers=EDGE_SAYS
+    ) as client:
         response = await client.get("/items/5", headers={"User-Agent": "probe/1.0"})
     assert response.status_code == 200
     context = app.state.seen["context"]
@@ -342,6 +338,23 @@ async def test_the_request_context_is_set_for_the_request_and_reset_after(
 async def test_a_long_user_agent_is_cut(metrics: Metrics) -> None:
     app = build_app(metrics)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", headers=EDGE_SAYS
+    ) as client:
         await client.get("/items/5", headers={"User-Agent": "x" * 5000})
     assert app.state.seen["context"].user_agent == "x" * 256
+
+
+async def test_the_edges_own_answers_are_logged_and_counted_too(
+    client: httpx.AsyncClient, metrics: Metrics
+) -> None:
+    """A refused Host never reaches the app, yet it is a request like any other for the log
+    and the counters (one line per request, SPEC §6)."""
+    with capture_logs() as logs:
+        response = await client.get("/items/1", headers={"Host": "evil.example"})
+    assert response.status_code == 400
+    [line] = [entry for entry in logs if entry["event"] == "request"]
+    assert (line["status"], line["route"], line["request_id"]) == (400, UNMATCHED, "req-0001")
+    assert (
+        sample(metrics, "bastion_requests_total", method="GET", route=UNMATCHED, status="400") == 1
+    )

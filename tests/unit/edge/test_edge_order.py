@@ -12,8 +12,10 @@ import pytest
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
+from bastion.audit.requests import RequestLog
 from bastion.core import Bastion
 from bastion.edge.middleware import EdgeMiddleware
+from bastion.ratelimit.ip_limit import IPLimit
 from bastion.settings import BastionSettings
 from tests.conftest import TEST_SECRET
 from tests.unit.edge.asgi_apps import (
@@ -204,13 +206,16 @@ def protected_app(tmp_path: Path) -> tuple[FastAPI, BastionSettings]:
     return app, settings
 
 
-def test_bastion_installs_one_edge_configured_from_its_settings(tmp_path: Path) -> None:
+def test_bastion_installs_one_layer_configured_from_its_settings(tmp_path: Path) -> None:
     app, settings = protected_app(tmp_path)
 
-    edges = [m for m in app.user_middleware if m.cls is EdgeMiddleware]
-    assert len(edges) == 1
-    assert edges[0].kwargs == {"settings": settings}
-    assert app.user_middleware[0].cls is EdgeMiddleware, "the edge is the outermost layer"
+    assert [m.cls for m in app.user_middleware] == [EdgeMiddleware], (
+        "one layer: the per-IP limit and the request log run inside the edge's"
+    )
+    kwargs = app.user_middleware[0].kwargs
+    assert kwargs["settings"] is settings
+    assert isinstance(kwargs["admission"], IPLimit)
+    assert isinstance(kwargs["observer"], RequestLog)
 
 
 async def test_the_installed_edge_uses_the_settings_of_bastion(tmp_path: Path) -> None:
