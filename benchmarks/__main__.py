@@ -25,6 +25,7 @@ NAMES = (
     "apikey",
     "session",
     "bearer-redis",
+    "bearer-redis-2w",
     "fastapi-users",
     "authx",
     "slowapi",

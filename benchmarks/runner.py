@@ -132,7 +132,8 @@ def _throughput(
                 entry["skipped"] = f"no Redis at {REDIS_URL}"
                 log(f"{variant.name}: skipped, no Redis at {REDIS_URL}")
                 continue
-            candidates.append(Server(variant, server_cpu))
+            # several workers are not pinned: they get both CPUs, which wrk shares with them
+            candidates.append(Server(variant, server_cpu if variant.workers == 1 else None))
         log(f"starting {len(candidates)} servers …")
         # Starting is mostly waiting (imports, the user's password hash, the first login), so
         # the servers start side by side; nothing is measured until all of them are up.

@@ -57,6 +57,8 @@ class Variant:
     env: dict[str, str] = field(default_factory=dict)
     bastion_user: bool = False
     needs_redis: bool = False
+    workers: int = 1
+    """Several workers share the machine's CPUs (wrk's included) instead of one pinned CPU."""
 
 
 # ------------------------------------------------------------------------------ credentials
@@ -130,6 +132,9 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("bearer-redis", "Bastion bearer, Redis limits", "bastion", "bastion_app", "/bearer",
             _bastion_bearer, env={"BASTION_REDIS_URL": REDIS_URL}, bastion_user=True,
             needs_redis=True),
+    Variant("bearer-redis-2w", "Bastion bearer, Redis limits, 2 workers", "bastion",
+            "bastion_app", "/bearer", _bastion_bearer, env={"BASTION_REDIS_URL": REDIS_URL},
+            bastion_user=True, needs_redis=True, workers=2),
     Variant("fastapi-users", "fastapi-users (JWT, active user)", "peer", "fastapi_users_app",
             "/hello", _fastapi_users_bearer),
     Variant("authx", "AuthX (access token)", "peer", "authx_app", "/hello", _authx_bearer),
@@ -214,6 +219,8 @@ class Server:
             "--no-proxy-headers",
             "--log-level",
             "warning",
+            "--workers",
+            str(self.variant.workers),
         ]
         if self.pin is not None:
             cmd = ["taskset", "-c", self.pin, *cmd]
