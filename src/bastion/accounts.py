@@ -186,7 +186,7 @@ class Accounts:
             )
 
     async def _check_password(self, name: str, password: str) -> UserState | None:
-        async with self._db.transaction() as session:
+        async with self._db.read() as session:
             user = await UserRepository(session).get_by_username(name)
             found = (UserState.of(user), user.password_hash) if user else None
         if found is None or len(password) > 1024:

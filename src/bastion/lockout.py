@@ -59,7 +59,7 @@ class Lockout:
     async def check(self, username: str) -> bool:
         """Raise :class:`AccountLocked` (429 + ``Retry-After``) while ``username`` is locked;
         otherwise say whether it has a record (failures or back-off) that a success must clear."""
-        async with self._db.transaction() as session:
+        async with self._db.read() as session:
             row = await LoginFailureRepository(session).get(username)
             locked_until = row.locked_until if row else None
         now = self._now()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from bastion import settings as settings_module
 from bastion.settings import (
     BUILTIN_SCOPES,
     BastionSettings,
@@ -382,3 +383,14 @@ def test_generated_secrets_are_strong_and_unique() -> None:
     assert first != second
     assert len(first.encode()) >= 32
     assert production_settings(secret_key=first).production_findings() == []
+
+
+def test_password_hashing_defaults_to_one_hash_per_cpu_the_process_may_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pinned to one CPU (taskset, a container's cpuset), two hashes at once would only slow
+    each other and the event loop: the default follows the affinity, not the machine."""
+    monkeypatch.setattr(settings_module.os, "sched_getaffinity", lambda _pid: {3}, raising=False)
+    assert BastionSettings().password_hash_concurrency == 1
+    monkeypatch.setattr(settings_module.os, "sched_getaffinity", lambda _pid: {0, 1, 2})
+    assert BastionSettings().password_hash_concurrency == 3
