@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
 from bastion.audit.log_records import UVICORN_LOGGERS, RedactingFilter
+from bastion.storage.db import Database
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    """A real SQLite database of the test's own, migrated, disposed of afterwards."""
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'bastion.db'}")
+    await database.upgrade()
+    try:
+        yield database
+    finally:
+        await database.dispose()
 
 
 @pytest.fixture

@@ -4,9 +4,6 @@ clock is the lockout's own, set by each test."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from bastion.lockout import AccountLocked, Lockout
@@ -25,16 +22,6 @@ class Clock:
 
     def at(self, offset: float) -> None:
         self.now = START + offset
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'lockout.db'}")
-    await database.upgrade()
-    try:
-        yield database
-    finally:
-        await database.dispose()
 
 
 @pytest.fixture

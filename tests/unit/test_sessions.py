@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,16 +45,6 @@ class FakeClock:
 
     def at(self, offset: float) -> None:
         self.now = START + offset
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'bastion.db'}")
-    await database.upgrade()
-    try:
-        yield database
-    finally:
-        await database.dispose()
 
 
 @pytest.fixture

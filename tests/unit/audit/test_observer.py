@@ -3,8 +3,6 @@ flood itself, are stored at most once per caller and route a second; every refus
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -25,16 +23,6 @@ from bastion.errors import (
 from bastion.lockout import AccountLocked
 from bastion.storage.db import Database
 from bastion.storage.models import AuditEventRow
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}")
-    await database.upgrade()
-    try:
-        yield database
-    finally:
-        await database.dispose()
 
 
 @pytest.fixture

@@ -6,9 +6,8 @@ redacted."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -27,16 +26,6 @@ from bastion.storage.models import AuditEventRow, User
 
 class Boom(Exception):
     pass
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}")
-    await database.upgrade()
-    try:
-        yield database
-    finally:
-        await database.dispose()
 
 
 @pytest.fixture

@@ -4,27 +4,14 @@ the next poll; a failed poll keeps what is known and is retried (SPEC §4.2, §7
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-import pytest
 
 from bastion.storage.db import Database
 from bastion.storage.repositories.refresh_tokens import RefreshTokenRepository
 from bastion.storage.repositories.users import UserRepository
 from bastion.tokens.revocation import MemoryRevocationList
 from bastion.tokens.revocation_sync import RevocationSync
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'bastion.db'}")
-    await database.upgrade()
-    try:
-        yield database
-    finally:
-        await database.dispose()
 
 
 async def another_node_denies(db: Database, jti: str, minutes: int = 15) -> None:
