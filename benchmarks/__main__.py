@@ -21,6 +21,7 @@ BENCH_MODULES = ("fastapi_users", "authx", "slowapi", "matplotlib", "httpx")
 NAMES = (
     "baseline",
     "public",
+    "public-redis",
     "bearer",
     "apikey",
     "session",

@@ -123,6 +123,8 @@ VARIANTS: tuple[Variant, ...] = (
             _no_credential),
     Variant("public", "Bastion public route (edge)", "bastion", "bastion_app", "/hello",
             _no_credential, bastion_user=False),
+    Variant("public-redis", "Bastion public route, Redis limits", "bastion", "bastion_app",
+            "/hello", _no_credential, env={"BASTION_REDIS_URL": REDIS_URL}, needs_redis=True),
     Variant("bearer", "Bastion bearer (full stack)", "bastion", "bastion_app", "/bearer",
             _bastion_bearer, bastion_user=True),
     Variant("apikey", "Bastion API key", "bastion", "bastion_app", "/key",
