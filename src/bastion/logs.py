@@ -17,7 +17,10 @@ from bastion.audit.redact import redact_secrets
 from bastion.settings import BastionSettings, LogFormat
 
 
-def configure_logging(settings: BastionSettings) -> None:
+def configure_logging(settings: BastionSettings, *, forward_stdlib: bool = True) -> None:
+    """Bastion's structlog pipeline. ``forward_stdlib`` also routes the standard library's
+    records (uvicorn's) through it, with a root handler: right for ``bastion serve``, not for
+    a library inside an app whose own logging setup that handler would override."""
     level = logging.getLevelNamesMapping().get(settings.log_level.upper(), logging.INFO)
     is_json = settings.effective_log_format is LogFormat.JSON
     # Tracebacks never carry the values of local variables: those are the passwords, tokens and
@@ -47,7 +50,8 @@ def configure_logging(settings: BastionSettings) -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
-    _forward_stdlib_logging()
+    if forward_stdlib:
+        _forward_stdlib_logging()
 
 
 class StructlogHandler(logging.Handler):

@@ -228,7 +228,7 @@ class SessionService:
         fresh = SessionRecord(
             record.id, record.user_id, record.created_at, now, record.expires_at, record.is_revoked
         )
-        self._cache.put(record.id, fresh)
+        self._cache.refresh(record.id, fresh)
 
 
 def cookie_names(*, secure: bool) -> tuple[str, str]:

@@ -92,6 +92,14 @@ class StaleCache(Generic[K, V]):
             del self._entries[next(iter(self._entries))]
         self._entries[key] = (self._clock() + self._ttl, value)
 
+    def refresh(self, key: K, value: V | None) -> None:
+        """Replace a cached value in place, keeping its deadline; nothing when the key is not
+        cached. For a change this worker made to what it read (a session's idle time), which
+        must not bring back an entry that :meth:`forget` dropped meanwhile (a logout)."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries[key] = (entry[0], value)
+
     def forget(self, key: K) -> None:
         self._entries.pop(key, None)
         self._loading.pop(key, None)

@@ -46,3 +46,31 @@ async def test_a_second_writer_waits_for_the_first_on_sqlite(tmp_path: Path) -> 
                     await second.execute(text("SELECT 1"))
     finally:
         await db.dispose()
+
+
+async def test_the_sqlite_pool_is_bounded_by_the_settings_and_a_wait_is_503(
+    tmp_path: Path,
+) -> None:
+    """Pool size and timeout apply to SQLite as to PostgreSQL: when every connection is held,
+    the next unit of work waits ``timeout`` seconds, then answers 503, never 500 or forever."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/p.db", pool_size=1, timeout=0.3)
+    await db.upgrade()
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with db.read() as session:
+            await session.execute(text("SELECT 1"))
+            await release.wait()
+
+    holders = [asyncio.create_task(hold()) for _ in range(2)]  # pool 1 + overflow 1
+    await asyncio.sleep(0.1)
+    try:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(ServiceUnavailable):
+            async with db.read() as session:
+                await session.execute(text("SELECT 1"))
+        assert asyncio.get_running_loop().time() - started < 2
+    finally:
+        release.set()
+        await asyncio.gather(*holders)
+        await db.dispose()

@@ -32,6 +32,14 @@ async def client(database_url: str, tmp_path: Path) -> AsyncIterator[httpx.Async
     async def exports(user: Annotated[Principal, require("exports:run")]) -> dict[str, str]:
         return {"for": user.username}
 
+    @app.get("/audits", dependencies=[require("audits:read")])  # two requires: both count
+    async def audits(user: Annotated[Principal, require("audits:export")]) -> dict[str, str]:
+        return {"for": user.username}
+
+    @app.get("/{path:path}")  # an SPA fallback, last: it must not hide Bastion's routes
+    async def fallback(path: str) -> dict[str, str]:
+        return {"page": path}
+
     async with bastion.lifespan(app):
         if not bastion.db.is_sqlite:
             await bastion.db.upgrade()
@@ -85,12 +93,30 @@ async def test_a_user_without_the_scope_gets_403_with_the_challenge(
 async def test_the_docs_offer_the_apps_scopes(client: httpx.AsyncClient) -> None:
     schema = (await client.get("/openapi.json")).json()
     flow = schema["components"]["securitySchemes"]["OAuth2PasswordBearer"]["flows"]["password"]
-    assert {"reports:read", "exports:run"} <= set(flow["scopes"])
+    assert {"reports:read", "exports:run", "audits:read", "audits:export"} <= set(flow["scopes"])
+    security = schema["paths"]["/audits"]["get"]["security"]
+    assert {"OAuth2PasswordBearer": ["audits:export", "audits:read"]} in security
+
+
+async def test_every_require_of_a_route_counts(client: httpx.AsyncClient) -> None:
+    root = bearer(await token(client, "root"))
+    assert (await client.get("/audits", headers=root)).status_code == 200
+    narrowed = bearer(await token(client, "root", scope="audits:export"))
+    assert (await client.get("/audits", headers=narrowed)).status_code == 403
+
+
+async def test_an_apps_catch_all_does_not_hide_the_login_or_the_probes(
+    client: httpx.AsyncClient,
+) -> None:
+    assert (await token(client, "alice")).status_code == 200
+    assert (await client.get("/health")).json() == {"status": "ok"}
+    assert (await client.get("/some/page")).json() == {"page": "some/page"}
 
 
 async def test_the_reference_servers_routes_are_not_forced_on_the_app(
     client: httpx.AsyncClient,
 ) -> None:
-    assert (await client.get("/public")).status_code == 404
-    assert (await client.get("/items")).status_code == 404
+    # the app's own fallback answers them: Bastion added no /public or /items of its own
+    assert (await client.get("/public")).json() == {"page": "public"}
+    assert (await client.get("/items")).json() == {"page": "items"}
     assert (await client.get("/health")).status_code == 200

@@ -209,3 +209,29 @@ async def test_a_route_limit_is_shared_by_every_spelling_and_kept_per_principal(
     assert '"route";q=2;w=60' in first.headers["ratelimit-policy"]
     assert third.json()["type"] == QUOTA_EXCEEDED
     assert bobs.status_code == 200
+
+
+async def test_a_429_stays_a_429_when_its_record_cannot_be_written(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The audit trail failing (a locked or unreachable database) must not turn the refusal
+    into a bare 500 without the request id and the security headers."""
+    from bastion.errors import ServiceUnavailable
+
+    settings = make_settings(
+        database_url, tmp_path, ratelimit_ip="1/minute", cors_origins=["https://app.example"]
+    )
+    async with open_harness(settings) as h:
+
+        async def unwritable(*_args: object, **_kwargs: object) -> None:
+            raise ServiceUnavailable("The database is unavailable; try again shortly.")
+
+        monkeypatch.setattr(h.bastion.audit, "record_throttled", unwritable)
+        assert (await h.client.get("/public")).status_code == 200
+        limited = await h.client.get("/public", headers={"Origin": "https://app.example"})
+    assert limited.status_code == 429
+    assert limited.json()["type"] == QUOTA_EXCEEDED
+    assert "x-request-id" in limited.headers
+    assert limited.headers["x-content-type-options"] == "nosniff"
+    # and a page of the granted origin can read it (and its Retry-After)
+    assert limited.headers["access-control-allow-origin"] == "https://app.example"

@@ -59,6 +59,11 @@ try:
     fail("hunter2-never-printed")
 except ValueError:
     structlog.get_logger("app").exception("failed", token="tok-never-printed")
+
+import logging
+# the app's own standard logging is left alone: no root handler that would make its
+# basicConfig() a no-op
+print("root handlers:", len(logging.getLogger().handlers))
 """
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
@@ -68,3 +73,4 @@ except ValueError:
     assert "boom" in output  # the traceback is there...
     assert "hunter2-never-printed" not in output  # ...without the frame's locals
     assert "tok-never-printed" not in output
+    assert "root handlers: 0" in result.stdout

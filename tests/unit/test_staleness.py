@@ -135,3 +135,16 @@ async def test_waiters_read_for_themselves_when_the_reading_request_is_cancelled
     load.release.set()
     assert await waiter == "v1"
     assert load.calls == ["k", "k"]
+
+
+async def test_refresh_changes_a_cached_value_but_never_brings_back_a_forgotten_one() -> None:
+    """A session's touch refreshes what is cached; a logout that forgot it meanwhile wins."""
+    cache: StaleCache[str, str] = StaleCache(ttl=60.0)
+    load = Loader()
+    await cache.get("k", load)
+    cache.refresh("k", "touched")
+    assert await cache.get("k", load) == "touched"
+    cache.forget("k")
+    cache.refresh("k", "touched again")
+    load.value = "revoked"
+    assert await cache.get("k", load) == "revoked"

@@ -157,12 +157,21 @@ def _dependants(route: APIRoute) -> Iterator[Dependant]:
 
 
 def security_of(route: APIRoute) -> SecurityDeclaration | None:
-    """The declaration of the ``require(...)`` this route depends on, if any."""
-    for dependant in _dependants(route):
-        declaration = getattr(dependant.call, "bastion_security", None)
-        if isinstance(declaration, SecurityDeclaration):
-            return declaration
-    return None
+    """What the ``require(...)``s this route depends on ask for together, if any: a router's
+    and a parameter's, say. Every scope of every one is needed, and a scheme counts only
+    when each of them accepts it."""
+    found = [
+        declaration
+        for dependant in _dependants(route)
+        if isinstance(
+            declaration := getattr(dependant.call, "bastion_security", None), SecurityDeclaration
+        )
+    ]
+    if not found:
+        return None
+    scopes = sorted({scope for d in found for scope in d.scopes})
+    schemes = tuple(s for s in found[0].schemes if all(s in d.schemes for d in found))
+    return SecurityDeclaration(tuple(scopes), schemes, all(d.query for d in found))
 
 
 def api_routes(routes: Iterable[BaseRoute]) -> Iterator[tuple[str, set[str], APIRoute]]:

@@ -155,16 +155,30 @@ class EdgeMiddleware:
         else:
             # counted before the edge's own answers (redirects, 413s, preflights), so that
             # those too are limited and carry the RateLimit fields (SPEC §3)
-            refusal = await self.admission.admit(scope) if self.admission is not None else None
-            answer = (
-                _problem(refusal)
-                if refusal is not None
-                else self._answer_at_the_edge(scope, headers, client, outgoing, host)
-            )
+            if self.redirect_to_https and client.scheme == "https":
+                outgoing.add([HSTS_HEADER])  # on every answer over HTTPS, a 429 included
+            refusal = await self._admit(scope)
+            if refusal is not None:
+                self._cors(scope, headers, outgoing)  # its grant: a page can read the 429
+                answer = refusal
+            else:
+                answer = self._answer_at_the_edge(scope, headers, client, outgoing, host)
         if answer is not None:
             await outgoing.answer(*answer)
             return
         await self._run_app(scope, receive, outgoing)
+
+    async def _admit(self, scope: Scope) -> Answer | None:
+        """The admission's refusal, if any; a failure of its own is the edge's bare 500, with
+        the request id and the security headers like every other answer."""
+        if self.admission is None:
+            return None
+        try:
+            refusal = await self.admission.admit(scope)
+        except Exception:
+            logger.exception("admission_failed", request_id=scope["state"]["request_id"])
+            return _problem(internal_error_response())
+        return _problem(refusal) if refusal is not None else None
 
     def _unknown_host(
         self, scope: Scope, headers: dict[bytes, list[bytes]], client: ClientAddress
@@ -190,8 +204,6 @@ class EdgeMiddleware:
         if client.scheme != "https" and self.redirect_to_https:
             location = https_location(host, _raw_path(scope), scope.get("query_string", b""))
             return 308, [(b"location", location), (b"content-length", b"0")], b""
-        if self.redirect_to_https:
-            out.add([HSTS_HEADER])
         if declared_length_exceeds(headers.get(b"content-length", ()), self.max_body_bytes):
             _log_too_large(scope, self.max_body_bytes)
             self._cors(scope, headers, out)  # its grant, so a browser can read the 413

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import structlog
 from starlette.responses import Response
 from starlette.types import Scope
 
@@ -17,6 +18,8 @@ from bastion.errors import RateLimited, ServiceUnavailable, render_bastion_error
 from bastion.ratelimit.headers import ratelimit_headers
 from bastion.ratelimit.limiter import Decision, FailureMode, Limiter
 from bastion.ratelimit.policies import Policy
+
+logger = structlog.get_logger("bastion.ratelimit")
 
 UNLIMITED_PATHS = frozenset({"/health", "/ready"})
 RefusalHook = Callable[[Scope, Decision], Awaitable[None]]
@@ -65,7 +68,10 @@ class IPLimit:
         if decision.is_allowed:
             return None
         if self.on_refused is not None:
-            await self.on_refused(scope, decision)
+            try:
+                await self.on_refused(scope, decision)
+            except Exception:  # the refusal's record failing must never change the refusal
+                logger.warning("rate_limited_not_recorded", policy=self.policy.name)
         return render_bastion_error(RateLimited(decision.reset_after))
 
     def response_headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:

@@ -55,9 +55,9 @@ class CountingFixedWindow(FixedWindowRateLimiter):
             end = now + expiry  # this hit opened the window
         elif end is None or end <= now:
             end = await self.storage.get_expiry(storage_key)
-        if len(self._ends) >= self._max_windows:
+        if storage_key not in self._ends and len(self._ends) >= self._max_windows:
             self._ends = {k: e for k, e in self._ends.items() if e > now}
-            if len(self._ends) >= self._max_windows:
+            if len(self._ends) >= self._max_windows // 2:  # many live windows: start again
                 self._ends.clear()
         self._ends[storage_key] = end
         return count, end

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -47,8 +48,15 @@ class Database:
         if self.is_sqlite:
             if self.url.database and self.url.database != ":memory:":
                 _create_private_file(Path(self.url.database))
+            is_file = bool(self.url.database) and self.url.database != ":memory:"
+            # a file's pool is sized and bounded like PostgreSQL's; ":memory:" has one connection
+            pool: dict[str, Any] = (
+                {"pool_size": pool_size, "max_overflow": pool_size, "pool_timeout": timeout}
+                if is_file
+                else {}
+            )
             engine = create_async_engine(
-                self.url, connect_args={"timeout": timeout, "isolation_level": None}
+                self.url, connect_args={"timeout": timeout, "isolation_level": None}, **pool
             )
             event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
             event.listen(engine.sync_engine, "begin", _sqlite_begin)
@@ -79,7 +87,7 @@ class Database:
         try:
             async with sessions() as session, session.begin():
                 yield session
-        except (OperationalError, InterfaceError, OSError, TimeoutError) as exc:
+        except (OperationalError, InterfaceError, OSError, TimeoutError, PoolTimeout) as exc:
             raise ServiceUnavailable("The database is unavailable; try again shortly.") from exc
         except DataError as exc:
             # A value the database cannot store (out of range, bad encoding) came from a client:
@@ -112,7 +120,7 @@ class Database:
         try:
             async with self.engine.begin() as conn:
                 await _run_migrations(conn)
-        except (OperationalError, InterfaceError, OSError, TimeoutError) as exc:
+        except (OperationalError, InterfaceError, OSError, TimeoutError, PoolTimeout) as exc:
             raise ServiceUnavailable("The database is unavailable; try again shortly.") from exc
 
     async def dispose(self) -> None:
