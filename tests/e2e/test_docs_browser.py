@@ -254,6 +254,9 @@ def execute(page: Page, method: str, path: str) -> tuple[int, dict[str, str], st
     expect(operation).to_have_count(1)
     if not operation.locator(".opblock-body").is_visible():
         operation.locator(".opblock-summary-control").click()
+    # the body renders after the click: wait for it before asking what it shows, or a slow
+    # machine finds no "Try it out" yet, skips it, and waits in vain for "Execute"
+    expect(operation.locator("button.try-out__btn, button.execute").first).to_be_visible()
     try_it_out = operation.locator("button.try-out__btn", has_text="Try it out")
     if try_it_out.count():
         try_it_out.click()
