@@ -7,6 +7,7 @@ without it they reach standard error raw, through ``logging``'s last-resort hand
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 
@@ -31,7 +32,7 @@ def configure_logging(settings: BastionSettings, *, forward_stdlib: bool = True)
         else structlog.processors.format_exc_info
     )
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer()
+        structlog.processors.JSONRenderer(serializer=_encode_json)
         if is_json
         else structlog.dev.ConsoleRenderer(
             colors=False, exception_formatter=structlog.dev.plain_traceback
@@ -52,6 +53,21 @@ def configure_logging(settings: BastionSettings, *, forward_stdlib: bool = True)
     )
     if forward_stdlib:
         _forward_stdlib_logging()
+
+
+def _json_fallback(value: object) -> object:
+    """What JSON cannot say itself: an object's own ``__structlog__`` form, else its repr."""
+    as_structlog = getattr(value, "__structlog__", None)
+    return as_structlog() if callable(as_structlog) else repr(value)
+
+
+_JSON = json.JSONEncoder(default=_json_fallback)
+
+
+def _encode_json(event_dict: object, **_options: object) -> str:
+    """One JSON line, by one encoder made once: structlog's default calls ``json.dumps`` with
+    ``default=``, which builds a new encoder for every line (~1 µs of every request)."""
+    return _JSON.encode(event_dict)
 
 
 class StructlogHandler(logging.Handler):

@@ -120,3 +120,25 @@ async def test_the_reference_servers_routes_are_not_forced_on_the_app(
     assert (await client.get("/public")).json() == {"page": "public"}
     assert (await client.get("/items")).json() == {"page": "items"}
     assert (await client.get("/health")).status_code == 200
+
+
+async def test_protect_after_the_apps_catch_all_still_puts_bastion_first(
+    database_url: str, tmp_path: Path
+) -> None:
+    bastion = Bastion(make_settings(database_url, tmp_path))
+    app = FastAPI(lifespan=bastion.lifespan)
+
+    @app.get("/{path:path}")
+    async def fallback(path: str) -> dict[str, str]:
+        return {"page": path}
+
+    bastion.protect(app)  # after the fallback: the order an app's code happens to have
+    async with bastion.lifespan(app):
+        if not bastion.db.is_sqlite:
+            await bastion.db.upgrade()
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            assert (await c.get("/health")).json() == {"status": "ok"}
+            assert "/auth/token" in (await c.get("/openapi.json")).json()["paths"]
+            assert (await c.get("/docs")).headers["content-type"].startswith("text/html")
+            assert (await c.get("/some/page")).json() == {"page": "some/page"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 from collections.abc import Iterator
 from typing import Any
 
@@ -90,3 +91,21 @@ def test_a_level_structlog_does_not_name_is_logged_at_the_one_below(
     assert "Logging error" not in captured
     levels = {entry["event"]: entry["level"] for entry in json_lines(captured)}
     assert levels == {"trace": "debug", "between info and warning": "info", "above": "error"}
+
+
+class Shaped:
+    def __structlog__(self) -> dict[str, int]:
+        return {"shape": 1}
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_json_line_renders_values_json_cannot_say_itself(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging(BastionSettings(log_format="json"))
+    when = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
+    structlog.get_logger("t").info("shapes", when=when, shaped=Shaped(), names={"a"})
+    (line,) = [line for line in json_lines(capsys.readouterr().err) if line["event"] == "shapes"]
+    assert line["when"] == repr(when)
+    assert line["shaped"] == {"shape": 1}
+    assert line["names"] == ["a"]  # redaction turns a set into a list before rendering

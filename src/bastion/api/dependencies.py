@@ -18,6 +18,7 @@ from fastapi.security import APIKeyCookie, APIKeyHeader, APIKeyQuery, OAuth2Pass
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.routing import BaseRoute
 
+from bastion.api.routing import expand
 from bastion.authz import Requirement
 from bastion.errors import RateLimited, UnsupportedMediaType
 from bastion.principal import Principal
@@ -175,11 +176,12 @@ def security_of(route: APIRoute) -> SecurityDeclaration | None:
 
 
 def api_routes(routes: Iterable[BaseRoute]) -> Iterator[tuple[str, set[str], APIRoute]]:
-    """``(path, methods, route)`` of every API route, included routers' ones too. FastAPI
-    0.165 keeps an included router as one node (``iter_route_contexts`` walks it); earlier
-    versions copied its routes into the app's list."""
+    """``(path, methods, route)`` of every API route, those of groups and included routers
+    too. FastAPI 0.165 keeps an included router as one node (``iter_route_contexts`` walks it);
+    earlier versions copied its routes into the app's list."""
+    flat = list(expand(routes))
     walk = getattr(fastapi.routing, "iter_route_contexts", None)
-    contexts: Iterable[Any] = walk(list(routes)) if walk is not None else routes
+    contexts: Iterable[Any] = walk(flat) if walk is not None else flat
     for context in contexts:
         route = getattr(context, "original_route", context)
         if isinstance(route, APIRoute):

@@ -12,6 +12,7 @@ from html import escape
 import swagger_ui_bundle
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, Response
+from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -60,10 +61,9 @@ def remove_fastapi_docs(app: FastAPI, *, keep_openapi: bool) -> None:
     app.docs_url = app.redoc_url = app.swagger_ui_oauth2_redirect_url = None
 
 
-def install_docs(app: FastAPI, openapi_url: str) -> None:
-    """Replace FastAPI's CDN-backed docs routes with local ones."""
-    replaced = {app.docs_url, app.swagger_ui_oauth2_redirect_url, DOCS_PATH, REDIRECT_PATH} - {None}
-    app.router.routes[:] = [r for r in app.router.routes if _route_path(r) not in replaced]
+def docs_routes(app: FastAPI, openapi_url: str) -> list[BaseRoute]:
+    """Local docs routes in place of FastAPI's CDN-backed ones (which
+    :func:`remove_fastapi_docs` took down), for the caller to add where they belong."""
     app.docs_url = DOCS_PATH
     app.swagger_ui_oauth2_redirect_url = REDIRECT_PATH
     page = _PAGE.format(title=escape(app.title), assets=ASSETS_PATH, init=INIT_PATH)
@@ -80,10 +80,16 @@ def install_docs(app: FastAPI, openapi_url: str) -> None:
     async def docs_redirect() -> HTMLResponse:
         return HTMLResponse(redirect_page, headers=headers)
 
-    app.add_api_route(DOCS_PATH, docs_page, include_in_schema=False)
-    app.add_api_route(INIT_PATH, docs_init, include_in_schema=False)
-    app.add_api_route(REDIRECT_PATH, docs_redirect, include_in_schema=False)
-    app.mount(ASSETS_PATH, StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), "docs-assets")
+    return [
+        APIRoute(DOCS_PATH, docs_page, include_in_schema=False),
+        APIRoute(INIT_PATH, docs_init, include_in_schema=False),
+        APIRoute(REDIRECT_PATH, docs_redirect, include_in_schema=False),
+        Mount(
+            ASSETS_PATH,
+            app=StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+            name="docs-assets",
+        ),
+    ]
 
 
 def _init_script(openapi_url: str) -> str:

@@ -11,6 +11,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.routing import BaseRoute
 
 from bastion.api.dependencies import SECURITY_SCHEMES, api_routes, security_of
+from bastion.api.routing import expand
 from bastion.api.schemas import Problem
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -33,13 +34,14 @@ def install_openapi(app: FastAPI, scopes: Callable[[], Iterable[str]]) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
+            routes = list(expand(app.routes))
             schema = get_openapi(
                 title=app.title,
                 version=app.version,
                 description=app.description,
-                routes=app.routes,
+                routes=routes,
             )
-            declare_security(schema, app.routes)
+            declare_security(schema, routes)
             add_problem_responses(schema)
             declare_scopes(schema, {scope: scope for scope in sorted(scopes())})
             app.openapi_schema = schema
