@@ -115,8 +115,8 @@ class Accounts:
             await self._hasher.verify_dummy(password[:1024])
             await self._refuse(None, via, "invalid_username", counts=False)
             return None
-        has_failures = await self._check_lock(name, via)
-        state = await self._check_password(name, password)
+        has_failures, found = await self._read_login(name, via)
+        state = await self._check_password(found, password)
         if state is None:
             await self._refuse(name, via, "bad_credentials")
             return None
@@ -150,14 +150,31 @@ class Accounts:
         try:
             return await self._lockout.check(name)
         except RateLimited:
-            await self._audit.record(
-                EventType.LOGIN_LOCKED,
-                outcome=Outcome.DENIED,
-                actor=name,
-                subject=name,
-                details={"via": via},
-            )
+            await self._record_locked(name, via)
             raise
+
+    async def _read_login(self, name: str, via: str) -> tuple[bool, tuple[UserState, str] | None]:
+        """The lock check and the user a login needs, read in one transaction: whether the
+        name has failures to clear, and the user with its password hash, if it exists. A
+        locked name raises here, before any password is looked at."""
+        try:
+            async with self._db.read() as session:
+                has_failures = await self._lockout.check_in(session, name)
+                user = await UserRepository(session).get_by_username(name)
+                found = (UserState.of(user), user.password_hash) if user else None
+        except RateLimited:
+            await self._record_locked(name, via)
+            raise
+        return has_failures, found
+
+    async def _record_locked(self, name: str, via: str) -> None:
+        await self._audit.record(
+            EventType.LOGIN_LOCKED,
+            outcome=Outcome.DENIED,
+            actor=name,
+            subject=name,
+            details={"via": via},
+        )
 
     async def _refuse(
         self, name: str | None, via: str, reason: str, *, counts: bool = True
@@ -185,10 +202,9 @@ class Accounts:
                 details={"via": via},
             )
 
-    async def _check_password(self, name: str, password: str) -> UserState | None:
-        async with self._db.read() as session:
-            user = await UserRepository(session).get_by_username(name)
-            found = (UserState.of(user), user.password_hash) if user else None
+    async def _check_password(
+        self, found: tuple[UserState, str] | None, password: str
+    ) -> UserState | None:
         if found is None or len(password) > 1024:
             await self._hasher.verify_dummy(password[:1024])
             return None

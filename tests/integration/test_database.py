@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
@@ -73,4 +74,56 @@ async def test_the_sqlite_pool_is_bounded_by_the_settings_and_a_wait_is_503(
     finally:
         release.set()
         await asyncio.gather(*holders)
+        await db.dispose()
+
+
+async def test_a_pooled_sqlite_connection_left_inside_a_transaction_is_rolled_back(
+    tmp_path: Path,
+) -> None:
+    """The pool's reset is skipped when a unit of work ended its transaction itself, never
+    when one was left open: that connection's write lock would block every later writer."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/r.db", timeout=0.5)
+    await db.upgrade()
+
+    def leave_a_write_open(sync_connection: Any) -> None:
+        raw = sync_connection.engine.raw_connection()  # a second pooled connection
+        raw.cursor().execute("BEGIN IMMEDIATE")  # the write lock, as a cut-short write has it
+        raw.cursor().execute(
+            "INSERT INTO users (username, password_hash, roles, disabled, created_at, updated_at)"
+            " VALUES ('ghost', 'x', 'user', 0, '2026-12-02', '2026-12-02')"
+        )
+        raw.close()  # back to the pool with the transaction open
+
+    try:
+        async with db.engine.connect() as connection:
+            await connection.run_sync(leave_a_write_open)
+        async with db.transaction() as writer:  # would wait for the lock, then fail as 503
+            writer.add(User(username="after", password_hash="x"))
+        async with db.read() as reader:
+            names = set(await reader.scalars(select(User.username)))
+        assert names == {"after"}
+    finally:
+        await db.dispose()
+
+
+async def test_a_finished_unit_of_work_returns_its_connection_without_another_rollback(
+    tmp_path: Path,
+) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/n.db")
+    await db.upgrade()
+    rollbacks: list[object] = []
+    try:
+        async with db.read() as session:
+            connection = await session.connection()
+            driver = (await connection.get_raw_connection()).driver_connection
+            original = driver.rollback
+
+            async def counting_rollback() -> None:
+                rollbacks.append(None)
+                await original()
+
+            driver.rollback = counting_rollback
+            await session.execute(text("SELECT 1"))
+        assert rollbacks == []  # committed by the unit of work; the pool added nothing
+    finally:
         await db.dispose()
