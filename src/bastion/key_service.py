@@ -91,22 +91,40 @@ class ApiKeyService:
         self._audit = audit
         self._clock = clock
         self._cache: StaleCache[str, KeyRecord] = StaleCache(ttl=ttl, max_entries=max_entries)
-        self._last_used: dict[str, datetime] = {}
+        self._last_used: dict[str, float] = {}
+        self._verified: dict[str, tuple[str, str]] = {}
+        """Keys whose shape, checksum and HMAC were checked, with the id and stored hash they
+        matched: a key seen again is only looked up (the record, re-read at most every
+        ``ttl``, still decides revocation and expiry), which spares every request the
+        parse and the HMAC. A rotation changes the stored hash, and so ends the entry."""
+        self._max_verified = max_entries
 
     # ------------------------------------------------------------------------ authenticate
 
     async def authenticate(self, candidate: str) -> KeyRecord:
         """The key's record, or :class:`InvalidApiKey` (401). Malformed keys are refused by
         their shape and checksum alone, before any lookup."""
-        parsed = parse_api_key(candidate)
-        if parsed is None:
-            raise InvalidApiKey("The API key is malformed.")
-        record = await self._record(parsed.key_id)
-        if record is None or not key_matches(parsed.key, record.key_hash, self._pepper):
+        verified = self._verified.get(candidate)
+        if verified is not None:
+            key_id, key_hash = verified
+            record = await self._record(key_id)
+            if record is None or record.key_hash != key_hash:  # gone, or rotated since
+                self._verified.pop(candidate, None)
+                raise InvalidApiKey()
+        else:
+            parsed = parse_api_key(candidate)
+            if parsed is None:
+                raise InvalidApiKey("The API key is malformed.")
+            record = await self._record(parsed.key_id)
+            if record is None or not key_matches(parsed.key, record.key_hash, self._pepper):
+                raise InvalidApiKey()
+            if len(self._verified) >= self._max_verified:
+                self._verified.clear()
+            self._verified[candidate] = (record.id, record.key_hash)
+        now = self._clock()
+        if record.is_revoked or record.expires_at <= now:
             raise InvalidApiKey()
-        if record.is_revoked or record.expires_at <= self._clock():
-            raise InvalidApiKey()
-        self._last_used[record.id] = datetime.fromtimestamp(self._clock(), UTC)
+        self._last_used[record.id] = now
         return record
 
     async def _record(self, key_id: str) -> KeyRecord | None:
@@ -126,7 +144,10 @@ class ApiKeyService:
         """Write the batched ``last_used_at`` times (called periodically and at shutdown)."""
         if not self._last_used:
             return
-        pending, self._last_used = self._last_used, {}
+        pending = {
+            key_id: datetime.fromtimestamp(at, UTC) for key_id, at in self._last_used.items()
+        }
+        self._last_used = {}
         try:
             async with self._db.transaction() as session:
                 await ApiKeyRepository(session).touch(pending)

@@ -41,10 +41,11 @@ def configure_logging(settings: BastionSettings, *, forward_stdlib: bool = True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
             exceptions,
             redact_secrets,
+            # added after the redaction, which has nothing to look for in what they add
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),

@@ -189,7 +189,28 @@ def redact_secrets(
         if value is None or kind is int or kind is float or kind is bool:
             redacted[key] = value
         elif kind is str and not is_secret_name(key):
-            redacted[key] = value if _SECRET_TEXT.search(value) is None else redact_text(value)
+            redacted[key] = value if _is_clean(value) else redact_text(value)
         else:
             redacted[key] = redact_value(key, value)
     return redacted
+
+
+_CLEAN: set[str] = set()
+_CLEAN_MAX = 4096
+_CLEAN_LONGEST = 128
+
+
+def _is_clean(text: str) -> bool:
+    """Whether nothing in ``text`` can be a secret. Most values of a log line come back line
+    after line (the method, the route, the event, the client's address), and a set lookup is
+    several times cheaper than a scan; so short strings found clean are remembered. Only clean
+    strings are kept, never one that held a secret, and the set is emptied when full."""
+    if text in _CLEAN:
+        return True
+    if _SECRET_TEXT.search(text) is not None:
+        return False
+    if len(text) <= _CLEAN_LONGEST:
+        if len(_CLEAN) >= _CLEAN_MAX:
+            _CLEAN.clear()
+        _CLEAN.add(text)
+    return True

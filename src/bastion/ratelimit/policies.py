@@ -6,7 +6,7 @@ A policy's name is what clients see in the ``RateLimit-Policy`` and ``RateLimit`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from limits import RateLimitItem, parse
 
@@ -19,6 +19,13 @@ class InvalidRateLimit(ValueError):
 class Policy:
     name: str
     item: RateLimitItem
+    policy_field: str = field(init=False, compare=False, repr=False)
+    """One member of ``RateLimit-Policy``: ``"ip";q=600;w=60``. Made once: every response
+    carries it."""
+
+    def __post_init__(self) -> None:
+        field_text = f'"{self.name}";q={self.quota};w={self.window_seconds}'
+        object.__setattr__(self, "policy_field", field_text)
 
     @classmethod
     def parse(cls, name: str, spec: str) -> Policy:
@@ -39,8 +46,3 @@ class Policy:
     @property
     def window_seconds(self) -> int:
         return int(self.item.get_expiry())
-
-    @property
-    def policy_field(self) -> str:
-        """One member of ``RateLimit-Policy``: ``"ip";q=600;w=60``."""
-        return f'"{self.name}";q={self.quota};w={self.window_seconds}'

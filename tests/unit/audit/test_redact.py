@@ -11,6 +11,7 @@ import jwt
 import pytest
 
 from bastion.api_keys import key_prefix, new_api_key, new_key_id
+from bastion.audit import redact
 from bastion.audit.events import EventType
 from bastion.audit.redact import (
     REDACTED,
@@ -445,3 +446,22 @@ def test_the_structlog_processor_redacts_every_field() -> None:
         "status": 200,
         "level": "info",
     }
+
+
+def test_a_log_line_is_redacted_every_time_its_values_come_back() -> None:
+    """Clean values are remembered between lines; a secret never is, however often it comes."""
+    key = new_api_key(new_key_id())
+    line = {"event": "request", "route": "/reports", "note": f"key={key}", "status": 200}
+    for _ in range(3):
+        redacted = redact_secrets(None, "info", dict(line))
+        assert key not in str(redacted)
+        assert redacted["route"] == "/reports"
+
+
+def test_remembering_clean_values_is_bounded_and_starts_again_when_full() -> None:
+    key = new_api_key(new_key_id())
+    for n in range(10_000):  # more distinct clean values than are remembered
+        redact_secrets(None, "info", {"event": f"e{n}"})
+    assert len(redact._CLEAN) <= redact._CLEAN_MAX
+    assert key not in str(redact_secrets(None, "info", {"event": f"late {key}"}))
+    assert redact_secrets(None, "info", {"event": "e1"}) == {"event": "e1"}
