@@ -23,9 +23,16 @@ class Policy:
     """One member of ``RateLimit-Policy``: ``"ip";q=600;w=60``. Made once: every response
     carries it."""
 
+    quota: int = field(init=False, compare=False, repr=False)
+    window_seconds: int = field(init=False, compare=False, repr=False)
+
     def __post_init__(self) -> None:
-        field_text = f'"{self.name}";q={self.quota};w={self.window_seconds}'
-        object.__setattr__(self, "policy_field", field_text)
+        """The numbers every hit needs, taken from the item once (each is a computation
+        there), and the ``RateLimit-Policy`` member every response carries."""
+        quota, window = int(self.item.amount), int(self.item.get_expiry())
+        object.__setattr__(self, "quota", quota)
+        object.__setattr__(self, "window_seconds", window)
+        object.__setattr__(self, "policy_field", f'"{self.name}";q={quota};w={window}')
 
     @classmethod
     def parse(cls, name: str, spec: str) -> Policy:
@@ -38,11 +45,3 @@ class Policy:
         if item.amount < 1 or item.get_expiry() < 1:
             raise InvalidRateLimit(f"{spec!r} would refuse everything; allow at least 1 per second")
         return cls(name, item)
-
-    @property
-    def quota(self) -> int:
-        return int(self.item.amount)
-
-    @property
-    def window_seconds(self) -> int:
-        return int(self.item.get_expiry())
