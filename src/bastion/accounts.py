@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from bastion.audit.events import EventType, Outcome
 from bastion.audit.recorder import AuditRecorder
@@ -26,7 +26,7 @@ from bastion.passwords import PasswordHasher
 from bastion.storage.db import Database
 from bastion.storage.repositories.refresh_tokens import RefreshTokenRepository
 from bastion.storage.repositories.sessions import SessionRepository
-from bastion.storage.repositories.users import UsernameTaken, UserRepository
+from bastion.storage.repositories.users import UsernameTaken, UserRepository, by_username
 from bastion.user_state import UserState, UserStateCache
 from bastion.usernames import InvalidUsername, normalize_username
 
@@ -127,12 +127,13 @@ class Accounts:
             return None
         return VerifiedLogin(state, via, has_failures)
 
-    async def complete_login(self, session: AsyncSession, login: VerifiedLogin) -> None:
-        """Inside the transaction that creates the login's credential: clear the name's failed
-        logins (a success resets the back-off, SPEC §5) and add ``login_succeeded``."""
+    def complete_login(self, session: Session, login: VerifiedLogin) -> None:
+        """Inside the unit of work (``Database.run``) that creates the login's credential:
+        clear the name's failed logins (a success resets the back-off, SPEC §5) and add
+        ``login_succeeded``."""
         name = login.user.username
         if login.has_failures:
-            await self._lockout.clear(session, name)
+            self._lockout.clear_in(session, name)
         self._audit.add(
             session,
             EventType.LOGIN_SUCCEEDED,
@@ -157,15 +158,17 @@ class Accounts:
         """The lock check and the user a login needs, read in one transaction: whether the
         name has failures to clear, and the user with its password hash, if it exists. A
         locked name raises here, before any password is looked at."""
+
+        def read(session: Session) -> tuple[bool, tuple[UserState, str] | None]:
+            has_failures = self._lockout.check_in(session, name)
+            user = session.execute(by_username(name)).scalar_one_or_none()
+            return has_failures, (UserState.of(user), user.password_hash) if user else None
+
         try:
-            async with self._db.read() as session:
-                has_failures = await self._lockout.check_in(session, name)
-                user = await UserRepository(session).get_by_username(name)
-                found = (UserState.of(user), user.password_hash) if user else None
+            return await self._db.run(read, read_only=True)
         except RateLimited:
             await self._record_locked(name, via)
             raise
-        return has_failures, found
 
     async def _record_locked(self, name: str, via: str) -> None:
         await self._audit.record(

@@ -21,11 +21,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from bastion.errors import RateLimited
 from bastion.storage.db import Database
 from bastion.storage.models import LoginFailure
-from bastion.storage.repositories.login_failures import LoginFailureRepository
+from bastion.storage.repositories.login_failures import LoginFailureRepository, removal
 
 LOCKED_DETAIL = "Too many failed logins for this account; try again later."
 PRUNE_AFTER = timedelta(days=1)
@@ -59,13 +60,12 @@ class Lockout:
     async def check(self, username: str) -> bool:
         """Raise :class:`AccountLocked` (429 + ``Retry-After``) while ``username`` is locked;
         otherwise say whether it has a record (failures or back-off) that a success must clear."""
-        async with self._db.read() as session:
-            return await self.check_in(session, username)
+        return await self._db.run(lambda session: self.check_in(session, username), read_only=True)
 
-    async def check_in(self, session: AsyncSession, username: str) -> bool:
-        """:meth:`check`, read in the caller's ``session``: a login reads the lock and the
-        user in one transaction, each of which costs about a millisecond of CPU (SPEC §8)."""
-        row = await LoginFailureRepository(session).get(username)
+    def check_in(self, session: Session, username: str) -> bool:
+        """:meth:`check`, read in the caller's unit of work (``Database.run``): a login reads
+        the lock and the user in one transaction, not two (SPEC §8)."""
+        row = session.get(LoginFailure, username)
         locked_until = row.locked_until if row else None
         now = self._now()
         if locked_until is not None and locked_until > now:
@@ -99,6 +99,10 @@ class Lockout:
         """Forget the name's failures, lock and back-off inside ``session``'s transaction (a
         successful login, ``bastion unlock``, the admin API); True when there was anything."""
         return await LoginFailureRepository(session).remove(username)
+
+    def clear_in(self, session: Session, username: str) -> bool:
+        """:meth:`clear` in a unit of work of ``Database.run`` (a login's)."""
+        return session.execute(removal(username)).scalar_one_or_none() is not None
 
 
 def recent_failure_times(row: LoginFailure, *, since: float) -> list[float]:

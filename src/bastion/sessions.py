@@ -14,12 +14,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session as OrmSession
 
 from bastion.audit.events import EventType
 from bastion.audit.recorder import AuditRecorder
@@ -35,8 +36,9 @@ SECURE_PREFIX = "__Host-"
 
 logger = structlog.get_logger("bastion.sessions")
 
-InTransaction = Callable[[AsyncSession], Awaitable[None]]
-"""Work that must commit or roll back with another (an audit event with its change)."""
+InTransaction = Callable[[OrmSession], None]
+"""Work that must commit or roll back with another (the login that opens a session), in the
+same ``Database.run`` unit of work."""
 
 
 class InvalidSession(AuthenticationError):
@@ -113,10 +115,11 @@ class SessionService:
             last_seen_at=now,
             expires_at=now + timedelta(seconds=self._absolute),
         )
-        async with self._db.transaction() as session:
-            await SessionRepository(session).add(row)
+
+        def open_session(session: OrmSession) -> None:
+            session.add(row)
             if also is not None:
-                await also(session)
+                also(session)
             self._audit.add(
                 session,
                 EventType.SESSION_CREATED,
@@ -124,6 +127,8 @@ class SessionService:
                 subject=actor,
                 details={"session": row.id[:12]},
             )
+
+        await self._db.run(open_session)
         await self.count_live()
         return token
 

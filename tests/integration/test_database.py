@@ -127,3 +127,112 @@ async def test_a_finished_unit_of_work_returns_its_connection_without_another_ro
         assert rollbacks == []  # committed by the unit of work; the pool added nothing
     finally:
         await db.dispose()
+
+
+# ---------------------------------------------------------------- units of work in a thread
+
+
+async def _usernames(db: Database) -> set[str]:
+    async with db.read() as reader:
+        return set(await reader.scalars(select(User.username)))
+
+
+def _add_user(name: str) -> Any:
+    def work(session: Any) -> int:
+        user = User(username=name, password_hash="x")
+        session.add(user)
+        session.flush()
+        return int(user.id)
+
+    return work
+
+
+async def test_run_commits_what_its_work_returns_and_rolls_back_what_raises(
+    database_url: str,
+) -> None:
+    """``Database.run`` is one transaction on every backend: the threaded SQLite file and
+    the async session of PostgreSQL (and of in-memory SQLite, below)."""
+    await _check_run_is_one_transaction(Database(database_url))
+
+
+async def test_run_is_one_transaction_on_in_memory_sqlite_too() -> None:
+    await _check_run_is_one_transaction(Database("sqlite+aiosqlite:///:memory:"))
+
+
+async def _check_run_is_one_transaction(db: Database) -> None:
+    await db.upgrade()
+    try:
+        user_id = await db.run(_add_user("kept"))
+        assert user_id > 0
+
+        def add_then_fail(session: Any) -> None:
+            _add_user("lost")(session)
+            raise LookupError("the work itself failed")
+
+        with pytest.raises(LookupError):  # not the work's own error turned into a 503 or 500
+            await db.run(add_then_fail)
+        assert await _usernames(db) == {"kept"}
+        assert await db.run(lambda s: s.scalar(select(User.id)), read_only=True) == user_id
+    finally:
+        await db.dispose()
+
+
+async def test_on_a_sqlite_file_run_works_off_the_event_loop_with_the_request_context(
+    tmp_path: Path,
+) -> None:
+    """The work runs whole in a worker thread (the point of it: one hop, not four per
+    statement), and sees the context variables of its caller, such as the request's."""
+    import contextvars
+    import threading
+
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="unset")
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/t.db")
+    await db.upgrade()
+    marker.set("the caller's")
+    try:
+        thread, seen = await db.run(lambda _s: (threading.get_ident(), marker.get()))
+        assert thread != threading.get_ident()
+        assert seen == "the caller's"
+    finally:
+        await db.dispose()
+
+
+async def test_a_threaded_write_waits_for_an_async_one_and_gives_up_as_503(
+    tmp_path: Path,
+) -> None:
+    """Both engines on one file serialise on SQLite's own write lock (``BEGIN IMMEDIATE`` in
+    each), so a write through ``run`` can never interleave with one through ``transaction``;
+    past the busy timeout it is a 503. A read-only ``run`` does not wait at all."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/l.db", timeout=0.3)
+    await db.upgrade()
+    try:
+        async with db.transaction() as writer:
+            writer.add(User(username="holder", password_hash="x"))
+            await writer.flush()
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(ServiceUnavailable):
+                await db.run(_add_user("second"))
+            assert asyncio.get_running_loop().time() - started < 2
+            count = await asyncio.wait_for(
+                db.run(lambda s: s.scalar(select(func.count()).select_from(User)), read_only=True),
+                timeout=2,
+            )
+            assert count == 0  # the holder has not committed
+        assert await _usernames(db) == {"holder"}
+        await db.run(_add_user("after"))  # the lock is free again
+        assert await _usernames(db) == {"holder", "after"}
+    finally:
+        await db.dispose()
+
+
+async def test_a_threaded_unit_of_work_that_fails_on_the_database_is_503(
+    tmp_path: Path,
+) -> None:
+    """A database error in the work (here a table that does not exist, as after a missed
+    migration) is the database being unusable: 503, the same as through ``transaction``."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/e.db")
+    try:
+        with pytest.raises(ServiceUnavailable):
+            await db.run(lambda s: s.scalar(select(User.id)), read_only=True)
+    finally:
+        await db.dispose()

@@ -26,7 +26,6 @@ from bastion.audit.metrics import Metrics
 from bastion.audit.redact import redact_value
 from bastion.storage.db import Database
 from bastion.storage.models import AuditEventRow
-from bastion.storage.repositories.audit import AuditRepository
 
 logger = structlog.get_logger("bastion.audit")
 
@@ -50,7 +49,7 @@ class AuditRecorder:
 
     def add(
         self,
-        session: AsyncSession,
+        session: AsyncSession | Session,
         type: EventType,
         *,
         outcome: Outcome = Outcome.SUCCESS,
@@ -58,10 +57,11 @@ class AuditRecorder:
         subject: str | int | None = None,
         details: Mapping[str, Any] | None = None,
     ) -> None:
-        """Add an event to ``session``'s transaction: it commits or rolls back with the change."""
+        """Add an event to ``session``'s transaction: it commits or rolls back with the change.
+        ``session`` may also be the synchronous one of a ``Database.run`` unit of work."""
         row = self._row(type, outcome, actor, subject, details)
-        AuditRepository(session).add(row)
-        sync_session = session.sync_session
+        sync_session = session.sync_session if isinstance(session, AsyncSession) else session
+        sync_session.add(row)
         pending: list[AuditEventRow] = sync_session.info.setdefault(_PENDING, [])
         if not pending:
             event.listen(sync_session, "after_commit", self._after_commit, once=True)

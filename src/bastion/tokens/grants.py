@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.orm import Session
+
 from bastion.accounts import Accounts
 from bastion.audit.events import EventType, Outcome
 from bastion.audit.recorder import AuditRecorder
@@ -19,7 +21,7 @@ from bastion.errors import InvalidToken, OAuthError
 from bastion.principal import Principal
 from bastion.settings import BastionSettings
 from bastion.storage.db import Database
-from bastion.storage.repositories.refresh_tokens import RefreshTokenRepository
+from bastion.storage.repositories.refresh_tokens import RefreshTokenRepository, open_family
 from bastion.storage.repositories.users import UserRepository
 from bastion.tokens.jwt import CLOCK_SKEW_SECONDS, AccessTokenCodec
 from bastion.tokens.refresh import new_family_id, new_refresh_token, refresh_token_digest
@@ -91,11 +93,13 @@ class TokenService:
             )
         family_id = new_family_id()
         refresh, digest = new_refresh_token()
-        async with self._db.transaction() as session:
-            repo = RefreshTokenRepository(session)
-            await repo.create_family(family_id, user.id, " ".join(sorted(scopes)))
-            await repo.add_token(family_id, digest, self._refresh_expiry())
-            await self._accounts.complete_login(session, login)
+        expires_at = self._refresh_expiry()
+
+        def open_login(session: Session) -> None:
+            open_family(session, family_id, user.id, " ".join(sorted(scopes)), digest, expires_at)
+            self._accounts.complete_login(session, login)
+
+        await self._db.run(open_login)
         return self._pair(str(user.id), scopes, family_id, refresh)
 
     async def refresh_grant(self, refresh_token: str, scope: str | None) -> TokenPair:

@@ -8,6 +8,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import ReturningDelete
 
 from bastion.storage.models import LoginFailure
 
@@ -38,11 +39,7 @@ class LoginFailureRepository:
         return result.scalar_one()
 
     async def remove(self, username: str) -> bool:
-        result = await self._session.execute(
-            delete(LoginFailure)
-            .where(LoginFailure.username == username)
-            .returning(LoginFailure.username)
-        )
+        result = await self._session.execute(removal(username))
         return result.scalar_one_or_none() is not None
 
     async def prune(self, older_than: datetime) -> None:
@@ -54,3 +51,12 @@ class LoginFailureRepository:
                 (LoginFailure.locked_until.is_(None)) | (LoginFailure.locked_until < older_than),
             )
         )
+
+
+def removal(username: str) -> ReturningDelete[str]:
+    """Deletes the name's row, returning its name when there was one."""
+    return (
+        delete(LoginFailure)
+        .where(LoginFailure.username == username)
+        .returning(LoginFailure.username)
+    )

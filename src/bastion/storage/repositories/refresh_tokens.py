@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from bastion.storage.models import RefreshFamily, RefreshToken, RevokedAccessToken
 
@@ -20,6 +21,20 @@ class ConsumeResult:
     """True only for the one caller whose update marked the token used."""
     was_used: bool
     is_expired: bool
+
+
+def open_family(
+    session: Session,
+    family_id: str,
+    user_id: int,
+    scopes: str,
+    token_hash: str,
+    expires_at: datetime,
+) -> None:
+    """A login's new family with its first token, in a ``Database.run`` unit of work."""
+    session.add(RefreshFamily(id=family_id, user_id=user_id, scopes=scopes))
+    session.flush()  # the token's row refers to the family's
+    session.add(RefreshToken(family_id=family_id, token_hash=token_hash, expires_at=expires_at))
 
 
 class RefreshTokenRepository:

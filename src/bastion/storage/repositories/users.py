@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,7 +24,7 @@ class UserRepository:
         return await self._session.get(User, user_id)
 
     async def get_by_username(self, username: str) -> User | None:
-        result = await self._session.execute(select(User).where(User.username == username))
+        result = await self._session.execute(by_username(username))
         return result.scalar_one_or_none()
 
     async def create(self, username: str, password_hash: str, roles: Sequence[str]) -> User:
@@ -52,3 +52,8 @@ class UserRepository:
         if after_id is not None:
             query = query.where(User.id > after_id)
         return list((await self._session.execute(query)).scalars())
+
+
+def by_username(username: str) -> Select[User]:
+    """The user of a (normalised) name, for an async session or a ``Database.run`` one."""
+    return select(User).where(User.username == username)
