@@ -185,7 +185,8 @@ class Accounts:
         """``login_failed`` for ``name`` (the normalised name tried; ``None`` when it is not a
         valid name at all), in one transaction with the failure it adds to the lockout when
         ``counts``, and ``login_locked`` when that failure locked the name."""
-        async with self._db.transaction() as session:
+
+        def record(session: Session) -> None:
             self._audit.add(
                 session,
                 EventType.LOGIN_FAILED,
@@ -194,7 +195,7 @@ class Accounts:
                 subject=name,
                 details={"via": via, "reason": reason},
             )
-            if name is None or not counts or not await self._lockout.count_failure(session, name):
+            if name is None or not counts or not self._lockout.count_failure(session, name):
                 return
             self._audit.add(
                 session,
@@ -204,6 +205,8 @@ class Accounts:
                 subject=name,
                 details={"via": via},
             )
+
+        await self._db.run(record)
 
     async def _check_password(
         self, found: tuple[UserState, str] | None, password: str

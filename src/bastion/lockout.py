@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from bastion.errors import RateLimited
 from bastion.storage.db import Database
 from bastion.storage.models import LoginFailure
-from bastion.storage.repositories.login_failures import LoginFailureRepository, removal
+from bastion.storage.repositories.login_failures import LoginFailureRepository
 
 LOCKED_DETAIL = "Too many failed logins for this account; try again later."
 PRUNE_AFTER = timedelta(days=1)
@@ -65,7 +65,7 @@ class Lockout:
     def check_in(self, session: Session, username: str) -> bool:
         """:meth:`check`, read in the caller's unit of work (``Database.run``): a login reads
         the lock and the user in one transaction, not two (SPEC §8)."""
-        row = session.get(LoginFailure, username)
+        row = LoginFailureRepository(session).get(username)
         locked_until = row.locked_until if row else None
         now = self._now()
         if locked_until is not None and locked_until > now:
@@ -73,16 +73,17 @@ class Lockout:
             raise AccountLocked(retry_after, LOCKED_DETAIL)
         return row is not None
 
-    async def count_failure(self, session: AsyncSession, username: str) -> bool:
-        """Count one failure inside ``session``'s transaction; True when it locked the name.
+    def count_failure(self, session: Session, username: str) -> bool:
+        """Count one failure inside the caller's unit of work (``Database.run``); True when it
+        locked the name.
 
         The failures that lock are used up by the lock: once it has expired, the name gets
         ``threshold`` more attempts before a lock twice as long."""
         now = self._now()
         repo = LoginFailureRepository(session)
         if random.random() < 0.01:  # noqa: S311 - housekeeping, not security
-            await repo.prune(now - PRUNE_AFTER)
-        row = await repo.lock_row(username, now)
+            repo.prune(now - PRUNE_AFTER)
+        row = repo.lock_row(username, now)
         times = recent_failure_times(row, since=now.timestamp() - self._window)
         times.append(round(now.timestamp(), 3))
         row.updated_at = now
@@ -98,11 +99,11 @@ class Lockout:
     async def clear(self, session: AsyncSession, username: str) -> bool:
         """Forget the name's failures, lock and back-off inside ``session``'s transaction (a
         successful login, ``bastion unlock``, the admin API); True when there was anything."""
-        return await LoginFailureRepository(session).remove(username)
+        return await session.run_sync(self.clear_in, username)
 
     def clear_in(self, session: Session, username: str) -> bool:
         """:meth:`clear` in a unit of work of ``Database.run`` (a login's)."""
-        return session.execute(removal(username)).scalar_one_or_none() is not None
+        return LoginFailureRepository(session).remove(username)
 
 
 def recent_failure_times(row: LoginFailure, *, since: float) -> list[float]:

@@ -668,7 +668,7 @@ async def test_an_unlock_that_fails_leaves_no_event(
         for _ in range(2):
             assert (await password_login(harness, "bob", WRONG_PASSWORD)).status_code == 400
 
-        async def broken(*_args: Any, **_kwargs: Any) -> bool:
+        def broken(*_args: Any, **_kwargs: Any) -> bool:
             raise RuntimeError("injected failure while lifting the lock")
 
         monkeypatch.setattr(LoginFailureRepository, "remove", broken)

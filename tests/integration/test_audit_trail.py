@@ -792,8 +792,8 @@ async def test_a_lock_and_its_events_commit_together(
         lockout = harness.bastion.lockout
         real_count = lockout.count_failure
 
-        async def count_then_fail(session: Any, username: str) -> bool:
-            assert await real_count(session, username)  # this one locks...
+        def count_then_fail(session: Any, username: str) -> bool:
+            assert real_count(session, username)  # this one locks...
             raise RuntimeError("injected failure after the lock was written")
 
         monkeypatch.setattr(lockout, "count_failure", count_then_fail)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from bastion.lockout import Lockout
 from bastion.storage.db import MIGRATIONS_DIR, Database
@@ -77,11 +78,12 @@ async def test_failure_counts_are_carried_over_as_recent_failures(empty_database
         assert not {"failures", "window_started_at"} & await columns(db, "login_failures")
 
         lockout = Lockout(db, threshold=5, window_seconds=900, clock=lambda: NOW.timestamp() + 60)
-        async with db.transaction() as session:
-            assert await lockout.count_failure(session, "alice") is False
-            assert await lockout.count_failure(session, "alice") is True  # 3 carried over + 2
-        async with db.transaction() as session:
-            assert await lockout.count_failure(session, "bob") is False
+
+        def count_alice_twice(session: Session) -> list[bool]:
+            return [lockout.count_failure(session, "alice") for _ in range(2)]
+
+        assert await db.run(count_alice_twice) == [False, True]  # 3 carried over + 2
+        assert await db.run(lambda session: lockout.count_failure(session, "bob")) is False
 
         await migrate(db, "downgrade", "0005")
         async with db.transaction() as session:

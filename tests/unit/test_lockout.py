@@ -5,6 +5,7 @@ clock is the lockout's own, set by each test."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy.orm import Session
 
 from bastion.lockout import AccountLocked, Lockout
 from bastion.storage.db import Database
@@ -45,8 +46,7 @@ async def fail(db: Database, lockout: Lockout, times: int = 1, name: str = "alic
     """Count ``times`` failures, each in its own transaction; which of them locked."""
     locked = []
     for _ in range(times):
-        async with db.transaction() as session:
-            locked.append(await lockout.count_failure(session, name))
+        locked.append(await db.run(lambda session: lockout.count_failure(session, name)))
     return locked
 
 
@@ -147,13 +147,12 @@ async def test_a_rolled_back_failure_is_not_counted(db: Database, lockout: Locko
     class Boom(Exception):
         pass
 
-    async def lock_then_fail() -> None:
-        async with db.transaction() as session:
-            assert await lockout.count_failure(session, "alice") is True
-            raise Boom
+    def lock_then_fail(session: Session) -> None:
+        assert lockout.count_failure(session, "alice") is True
+        raise Boom
 
     await fail(db, lockout, 4)
     with pytest.raises(Boom):
-        await lock_then_fail()
+        await db.run(lock_then_fail)
     assert await retry_after(lockout) is None
     assert await fail(db, lockout, 1) == [True]

@@ -1,4 +1,7 @@
-"""Login failure records, one row per account name, updated under a row lock."""
+"""Login failure records, one row per account name, updated under a row lock.
+
+Written against the synchronous ``Session``: every use is inside a login's unit of work
+(``Database.run``), or an async session's ``run_sync`` (the admin's unlock)."""
 
 from __future__ import annotations
 
@@ -7,30 +10,29 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.dml import ReturningDelete
+from sqlalchemy.orm import Session
 
 from bastion.storage.models import LoginFailure
 
 
 class LoginFailureRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: Session) -> None:
         self._session = session
 
-    async def get(self, username: str) -> LoginFailure | None:
-        return await self._session.get(LoginFailure, username)
+    def get(self, username: str) -> LoginFailure | None:
+        return self._session.get(LoginFailure, username)
 
-    async def lock_row(self, username: str, now: datetime) -> LoginFailure:
+    def lock_row(self, username: str, now: datetime) -> LoginFailure:
         """The row for ``username``, created if missing and locked for this transaction, so
         that concurrent failures are all counted."""
         dialect = self._session.get_bind().dialect.name
         insert = pg_insert if dialect == "postgresql" else sqlite_insert
-        await self._session.execute(
+        self._session.execute(
             insert(LoginFailure)
             .values(username=username, recent_failures="[]", lock_count=0, updated_at=now)
             .on_conflict_do_nothing(index_elements=["username"])
         )
-        result = await self._session.execute(
+        result = self._session.execute(
             select(LoginFailure)
             .where(LoginFailure.username == username)
             .with_for_update()
@@ -38,25 +40,20 @@ class LoginFailureRepository:
         )
         return result.scalar_one()
 
-    async def remove(self, username: str) -> bool:
-        result = await self._session.execute(removal(username))
+    def remove(self, username: str) -> bool:
+        result = self._session.execute(
+            delete(LoginFailure)
+            .where(LoginFailure.username == username)
+            .returning(LoginFailure.username)
+        )
         return result.scalar_one_or_none() is not None
 
-    async def prune(self, older_than: datetime) -> None:
+    def prune(self, older_than: datetime) -> None:
         """Forget names untouched for a long time (and not locked), so that spraying random
         usernames cannot grow the table without bound."""
-        await self._session.execute(
+        self._session.execute(
             delete(LoginFailure).where(
                 LoginFailure.updated_at < older_than,
                 (LoginFailure.locked_until.is_(None)) | (LoginFailure.locked_until < older_than),
             )
         )
-
-
-def removal(username: str) -> ReturningDelete[str]:
-    """Deletes the name's row, returning its name when there was one."""
-    return (
-        delete(LoginFailure)
-        .where(LoginFailure.username == username)
-        .returning(LoginFailure.username)
-    )
