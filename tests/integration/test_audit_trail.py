@@ -30,8 +30,6 @@ from bastion.logs import configure_logging
 from bastion.settings import BastionSettings
 from bastion.storage.models import AuditEventRow, RefreshFamily, User
 from bastion.storage.models import Session as SessionRow
-from bastion.storage.repositories.refresh_tokens import open_family
-from bastion.tokens import grants
 from tests.conftest import Harness, make_settings, open_harness
 from tests.integration.helpers import RFC3339_UTC, assert_problem, bearer
 
@@ -737,16 +735,18 @@ async def test_a_right_password_with_a_scope_not_held_leaves_no_login_succeeded(
 async def test_a_login_whose_refresh_family_fails_leaves_no_login_succeeded(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The family is added, then storing the rest fails: the family, its token and
-    login_succeeded are one transaction, so none of them stays (SPEC §6)."""
+    """The family, its token and login_succeeded are added, then the unit of work fails: they
+    are one transaction, so none of them stays (SPEC §6)."""
     await harness.create_user("erin", ALICE_PASSWORD)
+    accounts = harness.bastion.accounts
+    real_complete = accounts.complete_login
 
-    def broken(session: Any, *args: Any) -> None:
-        open_family(session, *args)
+    def complete_then_fail(session: Any, login: Any) -> None:
+        real_complete(session, login)  # login_succeeded is in the session now
         session.flush()
-        raise RuntimeError("injected failure while storing the refresh token")
+        raise RuntimeError("injected failure after the whole login was written")
 
-    monkeypatch.setattr(grants, "open_family", broken)
+    monkeypatch.setattr(accounts, "complete_login", complete_then_fail)
     response = await harness.client.post("/auth/token", data=token_form("erin", ALICE_PASSWORD))
     assert response.status_code == 500
     assert await events_of(harness, EventType.LOGIN_SUCCEEDED) == []

@@ -236,3 +236,34 @@ async def test_a_threaded_unit_of_work_that_fails_on_the_database_is_503(
             await db.run(lambda s: s.scalar(select(User.id)), read_only=True)
     finally:
         await db.dispose()
+
+
+async def test_threaded_units_of_work_beyond_the_pool_wait_timeout_then_503(
+    tmp_path: Path,
+) -> None:
+    """As for the async engine: with every slot taken (pool 1 + overflow 1), the next unit of
+    work waits ``timeout`` seconds, then answers 503, never 500 or forever; the ones running
+    finish and commit."""
+    import threading
+
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/s.db", pool_size=1, timeout=0.3)
+    await db.upgrade()
+    release = threading.Event()
+
+    def hold(session: Any) -> int:
+        release.wait(10)
+        return int(session.scalar(select(func.count()).select_from(User)) or 0)
+
+    holders = [asyncio.create_task(db.run(hold, read_only=True)) for _ in range(2)]
+    await asyncio.sleep(0.1)
+    try:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(ServiceUnavailable):
+            await db.run(_add_user("third"))
+        assert asyncio.get_running_loop().time() - started < 2
+    finally:
+        release.set()
+        assert await asyncio.gather(*holders) == [0, 0]
+    await db.run(_add_user("later"))  # the slots are free again
+    assert await _usernames(db) == {"later"}
+    await db.dispose()

@@ -156,3 +156,18 @@ async def test_a_rolled_back_failure_is_not_counted(db: Database, lockout: Locko
         await db.run(lock_then_fail)
     assert await retry_after(lockout) is None
     assert await fail(db, lockout, 1) == [True]
+
+
+async def test_concurrent_failures_in_worker_threads_are_all_counted(
+    db: Database, lockout: Lockout
+) -> None:
+    """Each failure is a unit of work in its own thread (``Database.run``); SQLite's write lock,
+    taken at BEGIN, serialises them, so a burst of five guesses at once locks like five in a
+    row: exactly one of them locks, and none is lost to a lost update."""
+    import asyncio
+
+    locked = await asyncio.gather(
+        *(db.run(lambda session: lockout.count_failure(session, "alice")) for _ in range(5))
+    )
+    assert sorted(locked) == [False] * 4 + [True]
+    assert await retry_after(lockout) == 60

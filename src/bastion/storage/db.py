@@ -1,7 +1,9 @@
 """The database engine and its transactions: SQLite (WAL) by default, PostgreSQL in production.
 
-Knows nothing of HTTP. Every unit of work is one transaction (``Database.transaction``), so a
-change and the audit event that describes it commit or roll back together (SPEC §6).
+Knows nothing of HTTP. Every unit of work is one transaction (``Database.transaction`` and
+``Database.read`` in an async session, ``Database.run`` for one written against the synchronous
+``Session``), so a change and the audit event that describes it commit or roll back together
+(SPEC §6).
 """
 
 from __future__ import annotations
@@ -139,9 +141,11 @@ class Database:
             raise ServiceUnavailable("The database is unavailable; try again shortly.") from exc
 
     async def dispose(self) -> None:
-        if self._threaded is not None:
-            self._threaded.engine.dispose()
-        await self.engine.dispose()
+        try:
+            if self._threaded is not None:
+                await anyio.to_thread.run_sync(self._threaded.engine.dispose)
+        finally:
+            await self.engine.dispose()
 
 
 class ThreadedSQLite:
@@ -149,8 +153,11 @@ class ThreadedSQLite:
 
     A second engine on the same file, with the standard ``sqlite3`` driver and the same
     settings (pool, busy timeout, WAL, ``BEGIN IMMEDIATE`` for writes), so the two engines'
-    transactions serialise on SQLite's own lock exactly as two connections of one would. At
-    most as many threads run as the pool has connections; a wait beyond that is the pool's."""
+    transactions serialise on SQLite's own lock exactly as two connections of one would.
+
+    At most as many units of work run at once as the pool has connections; the next waits for
+    one at most ``timeout`` seconds, then fails as the pool would (503), so a burst queues for
+    a bounded time instead of without end."""
 
     def __init__(self, url: URL, pool_size: int, timeout: float) -> None:
         sync_url = url.set(drivername="sqlite")
@@ -162,7 +169,9 @@ class ThreadedSQLite:
         self._read_sessions = sessionmaker(
             self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
         )
-        self._threads = anyio.CapacityLimiter(2 * pool_size)
+        self._slots = anyio.CapacityLimiter(2 * pool_size)  # pool_size + max_overflow
+        self._threads = anyio.CapacityLimiter(2 * pool_size)  # never waited on: slots bound it
+        self._timeout = timeout
 
     async def run(self, work: Work[T], *, read_only: bool) -> T:
         sessions = self._read_sessions if read_only else self._sessions
@@ -171,7 +180,17 @@ class ThreadedSQLite:
             with sessions() as session, session.begin():
                 return work(session)
 
-        return await anyio.to_thread.run_sync(unit_of_work, limiter=self._threads)
+        # Only the wait for a slot has a deadline: once the thread has started, its work is
+        # waited for to the end (it cannot be stopped, and may already have committed).
+        try:
+            with anyio.fail_after(self._timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise PoolTimeout(f"no database connection free within {self._timeout} s") from None
+        try:
+            return await anyio.to_thread.run_sync(unit_of_work, limiter=self._threads)
+        finally:
+            self._slots.release()
 
 
 def _is_file(url: URL) -> bool:
@@ -247,7 +266,8 @@ def _sqlite_reset(dbapi_connection: Any, record: Any, reset_state: Any) -> None:
     """A connection back in the pool is rolled back only if a transaction is still open on
     it (a unit of work that was cut short). Every unit of work ends its own, so the pool's
     usual unconditional rollback is almost always a second one, and with aiosqlite each call
-    is a round trip to the connection's thread: about a tenth of a transaction's cost."""
+    is a round trip to the connection's thread: about a tenth of a transaction's cost. Both
+    drivers' connections (aiosqlite's and sqlite3's) say whether a transaction is open."""
     if reset_state.terminate_only:
         return  # the connection is being discarded, not reused
     driver = record.driver_connection

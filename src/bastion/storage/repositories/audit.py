@@ -23,9 +23,6 @@ class AuditRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    def add(self, row: AuditEventRow) -> None:
-        self._session.add(row)
-
     async def page(
         self, where: AuditFilter, *, before_id: int | None, limit: int
     ) -> list[AuditEventRow]:

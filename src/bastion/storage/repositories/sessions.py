@@ -14,10 +14,6 @@ class SessionRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def add(self, record: Session) -> None:
-        self._session.add(record)
-        await self._session.flush()
-
     async def get(self, session_id: str) -> Session | None:
         return await self._session.get(Session, session_id)
 
