@@ -62,11 +62,10 @@ class AuditRecorder:
         row = self._row(type, outcome, actor, subject, details)
         sync_session = session.sync_session if isinstance(session, AsyncSession) else session
         sync_session.add(row)
-        pending: list[AuditEventRow] = sync_session.info.setdefault(_PENDING, [])
-        if not pending:
-            event.listen(sync_session, "after_commit", self._after_commit, once=True)
-            event.listen(sync_session, "after_rollback", _forget_pending, once=True)
-        pending.append(row)
+        # the events wait for the commit, with the recorder that logs and counts them then
+        pending: tuple[AuditRecorder, list[AuditEventRow]]
+        pending = sync_session.info.setdefault(_PENDING, (self, []))
+        pending[1].append(row)
 
     async def record(
         self,
@@ -133,8 +132,8 @@ class AuditRecorder:
             details=json.dumps(safe_details, sort_keys=True, default=str),
         )
 
-    def _after_commit(self, sync_session: Session) -> None:
-        for row in sync_session.info.pop(_PENDING, []):
+    def _committed(self, rows: list[AuditEventRow]) -> None:
+        for row in rows:
             details = json.loads(row.details)
             self._count(row, details)
             logger.info(
@@ -158,5 +157,19 @@ class AuditRecorder:
             self._metrics.count_authentication(scheme, login_outcome)
 
 
+# Two listeners for every session of the process, registered once: registering them on each
+# session that gets an event cost ~0.1 ms per unit of work. Sessions with no pending event
+# (the app's own, say) cost a dictionary lookup.
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(sync_session: Session) -> None:
+    pending = sync_session.info.pop(_PENDING, None)
+    if pending is not None:
+        recorder, rows = pending
+        recorder._committed(rows)
+
+
+@event.listens_for(Session, "after_rollback")
 def _forget_pending(sync_session: Session) -> None:
     sync_session.info.pop(_PENDING, None)

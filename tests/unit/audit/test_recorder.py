@@ -136,6 +136,30 @@ async def test_a_rolled_back_transaction_leaves_no_event_no_log_no_count(
     assert counted(metrics, "user_created") == 0
 
 
+async def test_in_a_threaded_unit_of_work_an_event_commits_or_vanishes_with_it(
+    db: Database, recorder: AuditRecorder, metrics: Metrics, logs: list[dict[str, Any]]
+) -> None:
+    """The same promise through ``Database.run`` (a login's unit of work, run whole in a worker
+    thread on SQLite): logged and counted after its commit, nothing after its rollback."""
+
+    def change_then_fail(session: Any) -> None:
+        session.add(User(username="zoe", password_hash="x", roles="user"))
+        recorder.add(session, EventType.USER_CREATED, actor="root", subject="zoe")
+        session.flush()
+        raise Boom
+
+    with pytest.raises(Boom):
+        await db.run(change_then_fail)
+    assert await rows(db) == []
+    assert security_logs(logs) == []
+    assert counted(metrics, "user_created") == 0
+
+    await db.run(lambda session: recorder.add(session, EventType.LOGOUT, actor="zoe"))
+    assert [r.type for r in await rows(db)] == ["logout"]
+    assert [line["type"] for line in security_logs(logs)] == ["logout"]
+    assert counted(metrics, "logout") == 1
+
+
 async def test_several_events_of_one_transaction_commit_and_log_in_order(
     db: Database, recorder: AuditRecorder, metrics: Metrics, logs: list[dict[str, Any]]
 ) -> None:
