@@ -21,9 +21,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import structlog
+from sqlalchemy.orm import Session
 
 from bastion.storage.db import Database
-from bastion.storage.repositories.refresh_tokens import RefreshTokenRepository
+from bastion.storage.repositories.refresh_tokens import denied_tokens_query, revoked_families_query
 from bastion.tokens.jwt import CLOCK_SKEW_SECONDS
 from bastion.tokens.revocation import RevocationList
 
@@ -77,10 +78,14 @@ class RevocationSync:
                 self._failed(exc)
 
     async def _apply(self, *, since: float, now: float) -> None:
-        async with self._db.read() as session:
-            repo = RefreshTokenRepository(session)
-            tokens = await repo.access_tokens_denied_since(_utc(since), _utc(now))
-            families = await repo.families_revoked_since(_utc(since))
+
+        def read(session: Session) -> tuple[list[tuple[str, datetime]], list[str]]:
+            # one unit of work in one thread hop on SQLite: it runs four times a second
+            tokens = session.execute(denied_tokens_query(_utc(since), _utc(now))).all()
+            families = session.scalars(revoked_families_query(_utc(since))).all()
+            return [(jti, expires_at) for jti, expires_at in tokens], list(families)
+
+        tokens, families = await self._db.run(read, read_only=True)
         for jti, expires_at in tokens:
             await self._revocations.revoke_token(jti, expires_at.timestamp())
         if families:

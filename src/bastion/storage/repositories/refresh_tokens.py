@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -111,9 +111,7 @@ class RefreshTokenRepository:
         return list(result.scalars())
 
     async def families_revoked_since(self, since: datetime) -> list[str]:
-        result = await self._session.execute(
-            select(RefreshFamily.id).where(RefreshFamily.revoked_at >= since)
-        )
+        result = await self._session.execute(revoked_families_query(since))
         return list(result.scalars())
 
     async def deny_access_token(self, jti: str, expires_at: datetime) -> None:
@@ -128,12 +126,16 @@ class RefreshTokenRepository:
     ) -> list[tuple[str, datetime]]:
         """Denied ``jti``s still in force that were denied at or after ``since`` (rows from
         before ``revoked_at`` was kept count as recent: they are few and expire soon)."""
-        result = await self._session.execute(
-            select(RevokedAccessToken.jti, RevokedAccessToken.expires_at).where(
-                RevokedAccessToken.expires_at > now,
-                or_(
-                    RevokedAccessToken.revoked_at >= since, RevokedAccessToken.revoked_at.is_(None)
-                ),
-            )
-        )
+        result = await self._session.execute(denied_tokens_query(since, now))
         return [(jti, exp) for jti, exp in result.all()]
+
+
+def revoked_families_query(since: datetime) -> Select[str]:
+    return select(RefreshFamily.id).where(RefreshFamily.revoked_at >= since)
+
+
+def denied_tokens_query(since: datetime, now: datetime) -> Select[str, datetime]:
+    return select(RevokedAccessToken.jti, RevokedAccessToken.expires_at).where(
+        RevokedAccessToken.expires_at > now,
+        or_(RevokedAccessToken.revoked_at >= since, RevokedAccessToken.revoked_at.is_(None)),
+    )
