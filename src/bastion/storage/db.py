@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,6 +36,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 READ_ONLY = "bastion_read_only"
 """Execution option marking a read-only unit of work (see ``Database.read``)."""
 
+UNAVAILABLE = "The database is unavailable; try again shortly."
 T = TypeVar("T")
 Work = Callable[[Session], T]
 """A unit of work written against SQLAlchemy's synchronous ``Session`` (``Database.run``)."""
@@ -91,12 +92,8 @@ class Database:
         cost about 1.1 ms (SPEC §8). Elsewhere (PostgreSQL, ``:memory:``) it runs in an async
         session, through ``run_sync``. Hot paths use it; the rest keeps :meth:`transaction`."""
         if self._threaded is not None:
-            try:
+            with _translating():
                 return await self._threaded.run(work, read_only=read_only)
-            except Exception as exc:
-                if (translated := _translated(exc)) is None:
-                    raise
-                raise translated from exc
         sessions = self._read_sessions if read_only else self.sessions
         async with self._unit_of_work(sessions) as session:
             return await session.run_sync(work)
@@ -110,13 +107,9 @@ class Database:
     async def _unit_of_work(
         self, sessions: async_sessionmaker[AsyncSession]
     ) -> AsyncIterator[AsyncSession]:
-        try:
+        with _translating():
             async with sessions() as session, session.begin():
                 yield session
-        except Exception as exc:
-            if (translated := _translated(exc)) is None:
-                raise
-            raise translated from exc
 
     async def ping(self, within: float = 2.0) -> bool:
         """The database answers ``SELECT 1`` within ``within`` seconds."""
@@ -138,7 +131,7 @@ class Database:
             async with self.engine.begin() as conn:
                 await _run_migrations(conn)
         except (OperationalError, InterfaceError, OSError, TimeoutError, PoolTimeout) as exc:
-            raise ServiceUnavailable("The database is unavailable; try again shortly.") from exc
+            raise ServiceUnavailable(UNAVAILABLE) from exc
 
     async def dispose(self) -> None:
         try:
@@ -217,23 +210,26 @@ def _listen_sqlite(engine: Engine) -> None:
     event.listen(engine, "reset", _sqlite_reset)
 
 
-def _translated(exc: Exception) -> Exception | None:
+@contextmanager
+def _translating() -> Iterator[None]:
     """What a unit of work's failure means to a client: an unreachable or locked database is
-    503, never 500 (SPEC §3); a value it cannot store is 422; ``None`` for any other failure,
-    which is raised as it is."""
-    unavailable = ServiceUnavailable("The database is unavailable; try again shortly.")
-    if isinstance(exc, OperationalError | InterfaceError | OSError | TimeoutError | PoolTimeout):
-        return unavailable
-    if isinstance(exc, DataError):
+    503, never 500 (SPEC §3); a value it cannot store is 422; any other failure is raised as
+    it is."""
+    try:
+        yield
+    except (OperationalError, InterfaceError, OSError, TimeoutError, PoolTimeout) as exc:
+        raise ServiceUnavailable(UNAVAILABLE) from exc
+    except DataError as exc:
         # A value the database cannot store (out of range, bad encoding) came from a client:
         # a 422, never a 500. Validation should have caught it first; this is the safety net.
-        return ValidationFailed(
+        raise ValidationFailed(
             [{"loc": ["body"], "msg": "A value cannot be stored.", "type": "value_error"}],
             detail="A value in the request cannot be stored.",
-        )
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return unavailable
-    return None
+        ) from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise ServiceUnavailable(UNAVAILABLE) from exc
+        raise
 
 
 def _create_private_file(path: Path) -> None:
