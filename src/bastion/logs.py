@@ -10,7 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import MutableMapping
+from datetime import UTC, datetime
+from typing import Any
 
+import orjson
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 
@@ -38,6 +42,10 @@ def configure_logging(settings: BastionSettings, *, forward_stdlib: bool = True)
             colors=False, exception_formatter=structlog.dev.plain_traceback
         )
     )
+    # A datetime for JSON, rendered by orjson itself: a third of the cost of formatting it here.
+    stamp: structlog.typing.Processor = (
+        _stamp_utc if is_json else structlog.processors.TimeStamper(fmt="iso", utc=True)
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -45,11 +53,12 @@ def configure_logging(settings: BastionSettings, *, forward_stdlib: bool = True)
             redact_secrets,
             # added after the redaction, which has nothing to look for in what they add
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            stamp,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        # one write per line: PrintLogger's print() makes two on an unbuffered stderr
+        logger_factory=structlog.WriteLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
     if forward_stdlib:
@@ -57,18 +66,33 @@ def configure_logging(settings: BastionSettings, *, forward_stdlib: bool = True)
 
 
 def _json_fallback(value: object) -> object:
-    """What JSON cannot say itself: an object's own ``__structlog__`` form, else its repr."""
+    """What JSON cannot say itself: an object's own ``__structlog__`` form, else its repr (a
+    datetime as RFC 3339, as orjson writes it, for the rare line the standard encoder writes)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
     as_structlog = getattr(value, "__structlog__", None)
     return as_structlog() if callable(as_structlog) else repr(value)
 
 
-_JSON = json.JSONEncoder(default=_json_fallback)
+_JSON = json.JSONEncoder(default=_json_fallback, ensure_ascii=False)
+_ORJSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
 
 
 def _encode_json(event_dict: object, **_options: object) -> str:
-    """One JSON line, by one encoder made once: structlog's default calls ``json.dumps`` with
-    ``default=``, which builds a new encoder for every line (~1 µs of every request)."""
-    return _JSON.encode(event_dict)
+    """One JSON line. Every request writes one, so it is orjson's (a tenth of the standard
+    library's time); what orjson refuses (an integer beyond 64 bits) the standard one says."""
+    try:
+        return orjson.dumps(event_dict, default=_json_fallback, option=_ORJSON_OPTIONS).decode()
+    except TypeError:  # orjson.JSONEncodeError is one
+        return _JSON.encode(event_dict)
+
+
+def _stamp_utc(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """The time of the line, as RFC 3339 in UTC once rendered (``2026-12-02T15:55:01.123Z``)."""
+    event_dict["timestamp"] = datetime.now(UTC)
+    return event_dict
 
 
 class StructlogHandler(logging.Handler):

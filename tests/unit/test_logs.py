@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -106,6 +106,52 @@ def test_a_json_line_renders_values_json_cannot_say_itself(
     when = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
     structlog.get_logger("t").info("shapes", when=when, shaped=Shaped(), names={"a"})
     (line,) = [line for line in json_lines(capsys.readouterr().err) if line["event"] == "shapes"]
-    assert line["when"] == repr(when)
+    assert line["when"] == "2026-12-02T08:00:00Z"
     assert line["shaped"] == {"shape": 1}
     assert line["names"] == ["a"]  # redaction turns a set into a list before rendering
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_json_line_is_stamped_in_utc_and_keeps_what_orjson_refuses(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The fast encoder must lose nothing: an integer beyond 64 bits, which orjson refuses,
+    still comes out (by the standard encoder), and text stays as it was written."""
+    configure_logging(BastionSettings(log_format="json"))
+    before = datetime.now(UTC)
+    structlog.get_logger("t").info("odd", huge=2**70, name="Zoë", when=before)
+    structlog.get_logger("t").info("plain", name="Zoë")
+    lines = {line["event"]: line for line in json_lines(capsys.readouterr().err)}
+    assert lines["odd"]["huge"] == 2**70
+    assert lines["odd"]["when"] == before.isoformat()
+    assert lines["plain"]["name"] == "Zoë"
+    stamped = datetime.fromisoformat(lines["plain"]["timestamp"])
+    assert lines["plain"]["timestamp"].endswith("Z")
+    assert stamped.utcoffset() == timedelta(0)
+    assert before <= stamped <= datetime.now(UTC)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_the_request_line_is_written_when_loggers_are_cached(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Bastion's own configuration caches loggers on first use, and the request log keeps the
+    one it assembled: every request still gets its line, where the configuration sends it."""
+    from bastion.audit.metrics import Metrics
+    from bastion.audit.requests import RequestLog
+
+    configure_logging(BastionSettings(log_format="json"))
+    log = RequestLog(Metrics())
+    for request_id in ("r-1", "r-2"):
+        scope: dict[str, Any] = {
+            "type": "http",
+            "method": "GET",
+            "path": "/x",
+            "headers": [],
+            "state": {"request_id": request_id, "client_ip": "203.0.113.7"},
+        }
+        log.end(scope, log.begin(scope), 200, 0.002)
+    lines = [line for line in json_lines(capsys.readouterr().err) if line["event"] == "request"]
+    assert [line["request_id"] for line in lines] == ["r-1", "r-2"]
+    assert lines[0]["client_ip"] == "203.0.113.7"
+    assert lines[0]["status"] == 200

@@ -465,3 +465,46 @@ def test_remembering_clean_values_is_bounded_and_starts_again_when_full() -> Non
     assert len(redact._CLEAN) <= redact._CLEAN_MAX
     assert key not in str(redact_secrets(None, "info", {"event": f"late {key}"}))
     assert redact_secrets(None, "info", {"event": "e1"}) == {"event": "e1"}
+
+
+# ------------------------------------------------------------------------ the short path
+
+
+def _texts_near_secrets(count: int) -> list[str]:
+    """Strings built from the pieces the pattern looks for, and from what surrounds them."""
+    import random
+
+    pieces = [
+        "bst_", "eyJ", "Bearer ", "basic ", "BEARER\t", "token", "api_key", "session",
+        ":", "=", " ", ".", "-", "_", "abcdefgh", "0123456789", "XYZ", "/", "?", "&", "ſ", "é",
+        API_KEY, JWT, BASIC, JWT[:20],
+    ]  # fmt: skip
+    chooser = random.Random(20261202)
+    return ["".join(chooser.choices(pieces, k=chooser.randint(1, 8))) for _ in range(count)]
+
+
+def test_the_short_path_skips_only_text_the_pattern_cannot_match() -> None:
+    """``_cannot_match`` saves the scan on every log line; it must never skip a secret."""
+    skipped = 0
+    for text in _texts_near_secrets(20_000):
+        if redact._cannot_match(text):
+            skipped += 1
+            assert redact._SECRET_TEXT.search(text) is None, text
+    assert skipped > 500  # the short path is taken, not only refused
+
+
+@pytest.mark.parametrize(
+    ("text", "skipped"),
+    [
+        ("5f0c8e7d4b1a49e3a0c6d2b7e9f1a3c5", True),  # a generated request id
+        ("/items/{item_id}", True),
+        (API_KEY, False),
+        (JWT, False),
+        (f"Bearer {JWT}", False),
+        ("baſic aGVsbG8gd29ybGQ=", False),  # not ASCII: left to the pattern
+        ("127.0.0.1", True),
+        ("::1", False),  # a colon: the pattern decides
+    ],
+)
+def test_the_short_path_on_typical_values(text: str, skipped: bool) -> None:
+    assert redact._cannot_match(text) is skipped
