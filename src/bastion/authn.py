@@ -6,7 +6,7 @@ functions here only pick headers apart, the token codec and the stores verify.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from starlette.requests import cookie_parser
 
@@ -21,6 +21,24 @@ from bastion.tokens.revocation import RevocationList
 from bastion.user_state import UserState, UserStateCache
 
 TWO_API_KEYS = "Send the API key once: in X-API-Key or in ?api_key=, not both."
+
+PRINCIPALS_KEPT = 4096
+"""Bearer principals remembered (see ``_principal_for_claims``), as many as verified tokens."""
+
+CREDENTIAL_HEADERS = frozenset({b"authorization", b"x-api-key", b"cookie", CSRF_HEADER.encode()})
+"""The request headers :meth:`Authenticator.authenticate` reads."""
+
+
+def credential_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The headers authentication reads, picked from the raw ASGI list in one pass; the first
+    line of each, as ``Headers.get`` would give it. Starlette's ``Headers`` decodes every header
+    of the request before its first lookup, and each lookup scans them all again: three of
+    those on every authenticated request cost more than this whole pass."""
+    found: dict[str, str] = {}
+    for name, value in raw:
+        if name in CREDENTIAL_HEADERS:
+            found.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+    return found
 
 
 def bearer_token_from_header(authorization: str | None) -> str | None:
@@ -55,6 +73,9 @@ class Authenticator:
         self._keys = keys
         self._sessions = sessions
         self._csrf_key = csrf_key
+        self._bearer_principals: dict[
+            str, tuple[AccessClaims, UserState, frozenset[str], Principal]
+        ] = {}
         secure_name, plain_name = cookie_names(secure=True)[0], cookie_names(secure=False)[0]
         self._session_cookies = (
             (secure_name, plain_name) if settings.insecure_http_cookies else (secure_name,)
@@ -171,14 +192,24 @@ class Authenticator:
         if await self._revocations.is_revoked(claims.token_id, claims.family_id):
             raise InvalidToken("The access token has been revoked.")
         user = await self._live_user(int(claims.subject), claims.issued_at, whole_seconds=True)
-        scopes = claims.scopes & self._settings.scopes_for_roles(user.roles)
-        return Principal(
+        allowed = self._settings.scopes_for_roles(user.roles)
+        # A principal is made of the token's claims, the user's state and the scopes of its
+        # roles; while all three are the very objects it was made from, it is still right.
+        # Revocation and the user's state are checked above on every request all the same.
+        made = self._bearer_principals.get(claims.token_id)
+        if made is not None and made[0] is claims and made[1] is user and made[2] is allowed:
+            return made[3]
+        principal = Principal(
             subject=claims.subject,
             username=user.username,
             kind=CredentialKind.BEARER,
-            scopes=scopes,
+            scopes=claims.scopes & allowed,
             roles=user.roles,
             credential_id=claims.token_id,
             family_id=claims.family_id,
             expires_at=claims.expires_at,
         )
+        if len(self._bearer_principals) >= PRINCIPALS_KEPT:
+            del self._bearer_principals[next(iter(self._bearer_principals))]
+        self._bearer_principals[claims.token_id] = (claims, user, allowed, principal)
+        return principal

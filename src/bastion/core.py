@@ -235,7 +235,7 @@ class Bastion:
         redact_loggers()
         if not structlog.is_configured():
             configure_logging(self.settings, forward_stdlib=False)
-        app.state.bastion = self
+        dependencies.attach_bastion(app, self)
         install_error_handlers(app, RefusalObserver(self.audit, self.metrics))
         install_openapi(app, lambda: self.settings.known_scopes)
         remove_fastapi_docs(app, keep_openapi=self.settings.docs)

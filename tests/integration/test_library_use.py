@@ -142,3 +142,44 @@ async def test_protect_after_the_apps_catch_all_still_puts_bastion_first(
             assert "/auth/token" in (await c.get("/openapi.json")).json()["paths"]
             assert (await c.get("/docs")).headers["content-type"].startswith("text/html")
             assert (await c.get("/some/page")).json() == {"page": "some/page"}
+
+
+async def test_two_apps_in_one_process_each_answer_with_their_own_bastion(
+    tmp_path: Path,
+) -> None:
+    """Each app's requests are served by the Bastion that protects it, however they
+    interleave: a token of one is no credential for the other (its own signing secret, its
+    own users), and each app's ``/auth/me`` names its own user."""
+    clients: list[httpx.AsyncClient] = []
+    stack = []
+    for name in ("one", "two"):
+        directory = tmp_path / name
+        directory.mkdir()
+        settings = make_settings(
+            f"sqlite+aiosqlite:///{directory / 'bastion.db'}",
+            directory,
+            secret_key=f"{name}-" + "s" * 60,
+        )
+        bastion = Bastion(settings)
+        app = FastAPI(lifespan=bastion.lifespan)
+        bastion.protect(app)
+        lifespan = bastion.lifespan(app)
+        await lifespan.__aenter__()
+        stack.append(lifespan)
+        await bastion.accounts.create_user(f"user-{name}", STRONG_PASSWORD, ["user"])
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        clients.append(httpx.AsyncClient(transport=transport, base_url="http://testserver"))
+    try:
+        one, two = clients
+        token_one = bearer(await token(one, "user-one"))
+        token_two = bearer(await token(two, "user-two"))
+        for _ in range(3):
+            assert (await one.get("/auth/me", headers=token_one)).json()["username"] == "user-one"
+            assert (await two.get("/auth/me", headers=token_one)).status_code == 401
+            assert (await two.get("/auth/me", headers=token_two)).json()["username"] == "user-two"
+            assert (await one.get("/auth/me", headers=token_two)).status_code == 401
+    finally:
+        for client in clients:
+            await client.aclose()
+        for lifespan in reversed(stack):
+            await lifespan.__aexit__(None, None, None)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 import fastapi.routing
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyCookie, APIKeyHeader, APIKeyQuery, OAuth2PasswordBearer
@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.routing import BaseRoute
 
 from bastion.api.routing import expand
+from bastion.authn import credential_headers
 from bastion.authz import Requirement
 from bastion.errors import RateLimited, UnsupportedMediaType
 from bastion.principal import Principal
@@ -69,10 +70,30 @@ session_cookie_scheme = APIKeyCookie(
 )
 
 
+_last_protected: tuple[object, Bastion] | None = None
+
+
 def bastion_of(request: Request) -> Bastion:
-    """The :class:`Bastion` that protects this app (set by ``Bastion.protect``)."""
-    bastion: Bastion = request.app.state.bastion
+    """The :class:`Bastion` that protects this app (set by ``Bastion.protect``).
+
+    The last app's answer is kept: ``app.state.bastion`` is found only after a failed attribute
+    lookup (Starlette's ``State`` answers in ``__getattr__``), which raises and catches an
+    exception, and authenticated requests ask up to three times."""
+    global _last_protected
+    app = request.scope["app"]
+    last = _last_protected
+    if last is not None and last[0] is app:
+        return last[1]
+    bastion: Bastion = app.state.bastion
+    _last_protected = (app, bastion)
     return bastion
+
+
+def attach_bastion(app: FastAPI, bastion: Bastion) -> None:
+    """Make ``bastion`` the one :func:`bastion_of` finds for ``app``, from now on."""
+    global _last_protected
+    app.state.bastion = bastion
+    _last_protected = None
 
 
 DEFAULT_SCHEMES = ("bearer", "api_key", "session")
@@ -103,7 +124,10 @@ def require(
         bastion = bastion_of(request)
         query_key = request.query_params.get("api_key") if read_query else None
         principal = await bastion.authenticator.authenticate(
-            request.headers, accepted, method=request.method, query_api_key=query_key
+            credential_headers(request.scope["headers"]),
+            accepted,
+            method=request.method,
+            query_api_key=query_key,
         )
         request.state.principal = principal
         bastion.metrics.count_authentication(principal.kind.value, "success")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from contextvars import ContextVar
-from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class EventType(StrEnum):
@@ -37,9 +37,9 @@ class Outcome(StrEnum):
     DENIED = "denied"
 
 
-@dataclass(frozen=True, slots=True)
-class RequestContext:
-    """Where a request came from; set once per request at the edge."""
+class RequestContext(NamedTuple):
+    """Where a request came from; set once per request at the edge. A named tuple: made on
+    every request, and a frozen dataclass is built one ``object.__setattr__`` at a time."""
 
     ip: str | None
     user_agent: str | None
