@@ -22,8 +22,8 @@ from bastion.user_state import UserState, UserStateCache
 
 TWO_API_KEYS = "Send the API key once: in X-API-Key or in ?api_key=, not both."
 
-PRINCIPALS_KEPT = 4096
-"""Bearer principals remembered (see ``_principal_for_claims``), as many as verified tokens."""
+PRINCIPALS_KEPT = 8192
+"""Principals remembered (see ``Authenticator._known``)."""
 
 CREDENTIAL_HEADERS = frozenset({b"authorization", b"x-api-key", b"cookie", CSRF_HEADER.encode()})
 """The request headers :meth:`Authenticator.authenticate` reads."""
@@ -73,9 +73,7 @@ class Authenticator:
         self._keys = keys
         self._sessions = sessions
         self._csrf_key = csrf_key
-        self._bearer_principals: dict[
-            str, tuple[AccessClaims, UserState, frozenset[str], Principal]
-        ] = {}
+        self._principals: dict[int, tuple[object, UserState, frozenset[str], Principal]] = {}
         secure_name, plain_name = cookie_names(secure=True)[0], cookie_names(secure=False)[0]
         self._session_cookies = (
             (secure_name, plain_name) if settings.insecure_http_cookies else (secure_name,)
@@ -136,13 +134,22 @@ class Authenticator:
             headers.get(CSRF_HEADER), token, self._csrf_key
         ):
             raise CSRFFailed(user.username)
-        return Principal(
-            subject=str(user.id),
-            username=user.username,
-            kind=CredentialKind.SESSION,
-            scopes=self._settings.scopes_for_roles(user.roles),
-            roles=user.roles,
-            credential_id=record.id,
+        allowed = self._settings.scopes_for_roles(user.roles)
+        known = self._known(record, user, allowed)
+        if known is not None:
+            return known
+        return self._remember(
+            record,
+            user,
+            allowed,
+            Principal(
+                subject=str(user.id),
+                username=user.username,
+                kind=CredentialKind.SESSION,
+                scopes=allowed,
+                roles=user.roles,
+                credential_id=record.id,
+            ),
         )
 
     async def principal_from_bearer(self, token: str, schemes: Sequence[str]) -> Principal:
@@ -158,14 +165,23 @@ class Authenticator:
             user = await self._live_user(record.user_id)
         except (InvalidApiKey, InvalidToken) as exc:
             raise InvalidApiKey(exc.detail, schemes=schemes) from None
-        return Principal(
-            subject=str(user.id),
-            username=user.username,
-            kind=CredentialKind.API_KEY,
-            scopes=record.scopes & self._settings.scopes_for_roles(user.roles),
-            roles=user.roles,
-            credential_id=record.id,
-            rate_limit=record.rate_limit,
+        allowed = self._settings.scopes_for_roles(user.roles)
+        known = self._known(record, user, allowed)
+        if known is not None:
+            return known
+        return self._remember(
+            record,
+            user,
+            allowed,
+            Principal(
+                subject=str(user.id),
+                username=user.username,
+                kind=CredentialKind.API_KEY,
+                scopes=record.scopes & allowed,
+                roles=user.roles,
+                credential_id=record.id,
+                rate_limit=record.rate_limit,
+            ),
         )
 
     async def _live_user(
@@ -193,23 +209,45 @@ class Authenticator:
             raise InvalidToken("The access token has been revoked.")
         user = await self._live_user(int(claims.subject), claims.issued_at, whole_seconds=True)
         allowed = self._settings.scopes_for_roles(user.roles)
-        # A principal is made of the token's claims, the user's state and the scopes of its
-        # roles; while all three are the very objects it was made from, it is still right.
-        # Revocation and the user's state are checked above on every request all the same.
-        made = self._bearer_principals.get(claims.token_id)
-        if made is not None and made[0] is claims and made[1] is user and made[2] is allowed:
-            return made[3]
-        principal = Principal(
-            subject=claims.subject,
-            username=user.username,
-            kind=CredentialKind.BEARER,
-            scopes=claims.scopes & allowed,
-            roles=user.roles,
-            credential_id=claims.token_id,
-            family_id=claims.family_id,
-            expires_at=claims.expires_at,
+        known = self._known(claims, user, allowed)
+        if known is not None:
+            return known
+        return self._remember(
+            claims,
+            user,
+            allowed,
+            Principal(
+                subject=claims.subject,
+                username=user.username,
+                kind=CredentialKind.BEARER,
+                scopes=claims.scopes & allowed,
+                roles=user.roles,
+                credential_id=claims.token_id,
+                family_id=claims.family_id,
+                expires_at=claims.expires_at,
+            ),
         )
-        if len(self._bearer_principals) >= PRINCIPALS_KEPT:
-            del self._bearer_principals[next(iter(self._bearer_principals))]
-        self._bearer_principals[claims.token_id] = (claims, user, allowed, principal)
+
+    def _known(
+        self, credential: object, user: UserState, allowed: frozenset[str]
+    ) -> Principal | None:
+        """The principal made of these three, if one was made while they were these objects.
+
+        A principal is made of the verified credential (token claims, key or session record),
+        the user's state and the scopes of the user's roles, each the cached object its own
+        cache hands out; while all three are the very objects a principal was made from, that
+        principal is still right. Revocation and the user's state are checked before, on every
+        request all the same. Entries are found by the credential's ``id()``, which cannot be
+        reused while the entry holds the credential itself."""
+        made = self._principals.get(id(credential))
+        if made is not None and made[0] is credential and made[1] is user and made[2] is allowed:
+            return made[3]
+        return None
+
+    def _remember(
+        self, credential: object, user: UserState, allowed: frozenset[str], principal: Principal
+    ) -> Principal:
+        if len(self._principals) >= PRINCIPALS_KEPT:
+            del self._principals[next(iter(self._principals))]
+        self._principals[id(credential)] = (credential, user, allowed, principal)
         return principal

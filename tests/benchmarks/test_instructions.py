@@ -1,0 +1,34 @@
+"""``python -m benchmarks.instructions``: reading callgrind's dumps and the table it prints."""
+
+from __future__ import annotations
+
+import pytest
+from benchmarks.instructions import table, totals_of
+
+DUMP = """# callgrind format
+version: 1
+creator: callgrind-3.19.0
+cmd:  python -m benchmarks.instructions --measure
+part: 2
+desc: Trigger: Client Request: measured
+events: Ir
+summary: 0
+fn=(1) main
+0 5
+totals: 210000000
+"""
+
+
+def test_the_count_of_a_dump_is_its_totals_line() -> None:
+    assert totals_of(DUMP) == 210_000_000
+
+
+def test_a_dump_without_totals_is_refused() -> None:
+    with pytest.raises(ValueError, match="no totals"):
+        totals_of("events: Ir\nfn=(1) main\n")
+
+
+def test_the_table_gives_per_request_counts_and_ratios_to_the_first_case() -> None:
+    printed = table([("fastapi-hello", 100_000_000), ("bearer", 200_000_000)], requests=300)
+    rows = [line.split() for line in printed.splitlines()[1:]]
+    assert rows == [["fastapi-hello", "333.3", "1.000×"], ["bearer", "666.7", "0.500×"]]
