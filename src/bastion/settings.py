@@ -376,9 +376,9 @@ class BastionSettings(BaseSettings):
                 scopes.update(self.known_scopes)
             else:
                 scopes.update(granted)
-        if len(self._role_scopes) > 1024:  # role sets are few; never let odd input grow it
-            self._role_scopes.clear()
-        result = self._role_scopes[key] = frozenset(scopes)
+        if len(memo) > 1024:  # role sets are few; never let odd input grow it
+            memo.clear()
+        result = memo[key] = frozenset(scopes)
         return result
 
     def production_findings(self) -> list[str]:
