@@ -17,7 +17,7 @@ from typing import Literal
 
 import structlog
 from limits import RateLimitItem
-from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.storage import Storage
 from limits.aio.strategies import (
     FixedWindowRateLimiter,
     MovingWindowRateLimiter,
@@ -27,6 +27,7 @@ from limits.aio.strategies import (
 from limits.storage import storage_from_string
 
 from bastion.errors import ServiceUnavailable
+from bastion.ratelimit.memory import InProcessStorage
 from bastion.ratelimit.policies import Policy
 
 logger = structlog.get_logger("bastion.ratelimit")
@@ -44,6 +45,9 @@ class CountingFixedWindow(FixedWindowRateLimiter):
         super().__init__(storage)
         self._ends: dict[str, float] = {}
         self._max_windows = max_windows
+        self._incr_now = storage.incr_now if isinstance(storage, InProcessStorage) else None
+        """In process the count is had without awaiting two coroutines (the storage's and the
+        library's error wrapper around it)."""
 
     async def hit_counting(
         self, item: RateLimitItem, storage_key: str, expiry: int | None = None
@@ -52,7 +56,10 @@ class CountingFixedWindow(FixedWindowRateLimiter):
         ``expiry`` is the item's window in seconds, when the caller knows it already."""
         if expiry is None:
             expiry = item.get_expiry()
-        count = await self.storage.incr(storage_key, expiry)
+        if self._incr_now is not None:
+            count = self._incr_now(storage_key, expiry)
+        else:
+            count = await self.storage.incr(storage_key, expiry)
         now = time.time()
         end = self._ends.get(storage_key)
         if count == 1:
@@ -103,7 +110,7 @@ def storage_for(
     """In-process storage by default; Redis (via `limits`, redis-py) when configured. Every
     Redis call has a timeout: a slow Redis must become a named degraded decision, not a hang."""
     if not redis_url:
-        return MemoryStorage()
+        return InProcessStorage()
     uri = redis_url if redis_url.startswith("async+") else f"async+{redis_url}"
     storage = storage_from_string(
         uri,
