@@ -1,4 +1,5 @@
-"""In-process rate-limit storage: `limits`' own, with expiry that costs each hit O(1).
+"""In-process rate-limit storage: `limits`' own, with expiry that costs a hit only the windows
+that ended since the one before (a heap: logarithmic in the live windows, not linear).
 
 `limits`' asyncio memory storage expires windows by scanning every key it holds, in a task it
 starts again on every hit: the cost of a hit grows with the number of clients in the window
@@ -30,10 +31,14 @@ class InProcessStorage(MemoryStorage):
         """``(end, key)`` of every window opened and not yet swept; a key cleared and opened
         again leaves an entry whose end is no longer its own, skipped when it comes up."""
         self._event_ends: list[tuple[float, str]] = []
-        """The same for the moving window's keys: when their newest event expires."""
+        """The same for the moving window's keys: when their newest event expires, one entry
+        per key in :attr:`_tracked` (a key cleared and opened again keeps the one it had)."""
+        self._tracked: set[str] = set()
 
     def incr_now(self, key: str, expiry: float, amount: int = 1) -> int:
-        """:meth:`incr`, without a coroutine: the limiter's fixed window calls it directly."""
+        """:meth:`incr`, without a coroutine: the limiter's fixed window calls it directly.
+        A window is opened by the first hit after the last one ended and keeps that end, also
+        when a decrement brings its count back to zero (the library's would start it again)."""
         now = time.time()
         self._sweep(now)
         if self.expirations.get(key, 0.0) <= now:
@@ -76,7 +81,9 @@ class InProcessStorage(MemoryStorage):
         events = self.events.get(key)
         if events is None:
             events = self.events[key] = []
-            heapq.heappush(self._event_ends, (now + expiry, key))
+            if key not in self._tracked:
+                self._tracked.add(key)
+                heapq.heappush(self._event_ends, (now + expiry, key))
         if len(events) > limit - amount and events[limit - amount].atime >= now - expiry:
             return False
         events[:0] = [Entry(expiry)] * amount
@@ -86,6 +93,7 @@ class InProcessStorage(MemoryStorage):
     async def reset(self) -> int | None:
         self._ends.clear()
         self._event_ends.clear()
+        self._tracked.clear()
         return await super().reset()
 
     def _sweep(self, now: float) -> None:
@@ -94,13 +102,16 @@ class InProcessStorage(MemoryStorage):
             end, key = heapq.heappop(ends)
             if self.expirations.get(key) == end:
                 self._drop(key)
+        # An event counts until the end of its last second, as the library's decision has
+        # it (``atime >= now - expiry``): it is swept only once that has passed.
         event_ends = self._event_ends
-        while event_ends and event_ends[0][0] <= now:
+        while event_ends and event_ends[0][0] < now:
             _, key = heapq.heappop(event_ends)
             events = self.events.get(key)
-            if events and events[0].expiry > now:  # newest first: still in use, look again
+            if events and events[0].expiry >= now:  # newest first: still in use, look again
                 heapq.heappush(event_ends, (events[0].expiry, key))
             else:
+                self._tracked.discard(key)
                 self.events.pop(key, None)
                 self.locks.pop(key, None)
 

@@ -136,3 +136,48 @@ async def test_the_sliding_window_counter_weighs_the_previous_window(clock: Cloc
 
     assert [d.is_allowed for d in opening] == [True, True, True, True, False]
     assert [d.is_allowed for d in later] == [True, True, False]
+
+
+async def test_a_busy_moving_window_key_outlives_its_first_window(clock: Clock) -> None:
+    """The key's first heap entry comes due while newer entries are in the window: dropping
+    the key then would allow a burst."""
+    storage = InProcessStorage()
+    assert await storage.acquire_entry("k", 2, 60)
+    clock.now += 50
+    assert await storage.acquire_entry("k", 2, 60)
+    clock.now += 11  # the first entry is out, the second in
+
+    allowed = await storage.acquire_entry("k", 2, 60)
+    clock.now += 1
+    refused = await storage.acquire_entry("k", 2, 60)
+
+    assert allowed
+    assert not refused
+
+
+async def test_a_moving_window_entry_counts_to_the_end_of_its_window(clock: Clock) -> None:
+    """As the library decides: an entry exactly ``expiry`` old is still inside."""
+    storage = InProcessStorage()
+    for _ in range(3):
+        assert await storage.acquire_entry("k", 3, 60)
+
+    clock.now += 60
+    at_the_edge = await storage.acquire_entry("k", 3, 60)
+    clock.now += 0.001
+    after = await storage.acquire_entry("k", 3, 60)
+
+    assert not at_the_edge
+    assert after
+
+
+async def test_clearing_a_busy_moving_window_key_keeps_one_heap_entry(clock: Clock) -> None:
+    storage = InProcessStorage()
+    for _ in range(1000):
+        await storage.acquire_entry("k", 5, 60)
+        await storage.clear("k")
+        await storage.acquire_entry("k", 5, 60)
+    for _ in range(100):
+        clock.now += 1
+        await storage.acquire_entry("k", 5, 60)
+
+    assert len(storage._event_ends) == 1
