@@ -45,9 +45,6 @@ class CountingFixedWindow(FixedWindowRateLimiter):
         super().__init__(storage)
         self._ends: dict[str, float] = {}
         self._max_windows = max_windows
-        self._incr_now = storage.incr_now if isinstance(storage, InProcessStorage) else None
-        """In process the count is had without awaiting two coroutines (the storage's and the
-        library's error wrapper around it)."""
 
     async def hit_counting(
         self, item: RateLimitItem, storage_key: str, expiry: int | None = None
@@ -56,10 +53,7 @@ class CountingFixedWindow(FixedWindowRateLimiter):
         ``expiry`` is the item's window in seconds, when the caller knows it already."""
         if expiry is None:
             expiry = item.get_expiry()
-        if self._incr_now is not None:
-            count = self._incr_now(storage_key, expiry)
-        else:
-            count = await self.storage.incr(storage_key, expiry)
+        count = await self.storage.incr(storage_key, expiry)
         now = time.time()
         end = self._ends.get(storage_key)
         if count == 1:
@@ -142,17 +136,27 @@ class Limiter:
         self.storage = storage
         self._strategy = STRATEGIES[strategy](storage)
         self._counting = self._strategy if isinstance(self._strategy, CountingFixedWindow) else None
+        self._in_process: InProcessStorage | None = None
+        if self._counting is not None and isinstance(storage, InProcessStorage):
+            self._in_process = storage
+        """The fixed window in process: counted in one call that also gives the window's end,
+        without the coroutines of the storage, of the library's error wrapper around it and of
+        :meth:`CountingFixedWindow.hit_counting`."""
         self._clock = clock
         self._on_degraded = on_degraded
         self._next_warning = 0.0
-        self._keys: dict[tuple[RateLimitItem, str, str], str] = {}
 
     async def hit(self, policy: Policy, key: str, *, on_error: FailureMode = "open") -> Decision:
         """Count one request for ``key`` under ``policy``."""
         try:
-            if self._counting is not None:
+            if self._in_process is not None:
+                count, reset_time = self._in_process.count(
+                    policy.storage_key(key), policy.window_seconds
+                )
+                is_allowed, remaining = count <= policy.quota, policy.quota - count
+            elif self._counting is not None:
                 count, end = await self._counting.hit_counting(
-                    policy.item, self._storage_key(policy, key), policy.window_seconds
+                    policy.item, policy.storage_key(key), policy.window_seconds
                 )
                 is_allowed, remaining, reset_time = count <= policy.quota, policy.quota - count, end
             else:
@@ -163,17 +167,6 @@ class Limiter:
             return self._degraded(policy, on_error, exc)
         reset_after = max(1, math.ceil(reset_time - self._clock()))
         return Decision(policy, is_allowed, max(0, remaining), reset_after)
-
-    def _storage_key(self, policy: Policy, key: str) -> str:
-        """The library's key for ``(policy, key)``, remembered: building it costs microseconds
-        on every request, and the same few keys come back all the time."""
-        slot = (policy.item, policy.name, key)
-        storage_key = self._keys.get(slot)
-        if storage_key is None:
-            if len(self._keys) >= 10_000:  # many clients: start again rather than grow
-                self._keys.clear()
-            storage_key = self._keys[slot] = policy.item.key_for(policy.name, key)
-        return storage_key
 
     async def is_healthy(self, within: float = 2.0) -> bool:
         """The storage answers a PING within ``within`` seconds (always, in memory)."""

@@ -35,24 +35,28 @@ class InProcessStorage(MemoryStorage):
         per key in :attr:`_tracked` (a key cleared and opened again keeps the one it had)."""
         self._tracked: set[str] = set()
 
-    def incr_now(self, key: str, expiry: float, amount: int = 1) -> int:
-        """:meth:`incr`, without a coroutine: the limiter's fixed window calls it directly.
+    def count(self, key: str, expiry: float, amount: int = 1) -> tuple[int, float]:
+        """``(hits in the window, epoch second it ends)`` after ``amount`` more: :meth:`incr`
+        without a coroutine, and with the window's end that the limiter's ``RateLimit`` field
+        needs, which through the library's interface takes a second call.
+
         A window is opened by the first hit after the last one ended and keeps that end, also
         when a decrement brings its count back to zero (the library's would start it again)."""
         now = time.time()
         self._sweep(now)
-        if self.expirations.get(key, 0.0) <= now:
+        end = self.expirations.get(key, 0.0)
+        if end <= now:
             end = now + expiry
             self.storage[key] = amount
             self.expirations[key] = end
             heapq.heappush(self._ends, (end, key))
-            return amount
+            return amount, end
         count = self.storage[key] + amount
         self.storage[key] = count
-        return count
+        return count, end
 
     async def incr(self, key: str, expiry: float, amount: int = 1) -> int:
-        return self.incr_now(key, expiry, amount)
+        return self.count(key, expiry, amount)[0]
 
     async def decr(self, key: str, amount: int = 1) -> int:
         now = time.time()

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from limits import RateLimitItem, parse
 
+MAX_REMEMBERED_KEYS = 10_000
+
 
 class InvalidRateLimit(ValueError):
     """A limit string that the `limits` notation cannot read."""
@@ -25,6 +27,9 @@ class Policy:
 
     quota: int = field(init=False, compare=False, repr=False)
     window_seconds: int = field(init=False, compare=False, repr=False)
+    _storage_keys: dict[str, str] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         """The numbers every hit needs, taken from the item once (each is a computation
@@ -33,6 +38,18 @@ class Policy:
         object.__setattr__(self, "quota", quota)
         object.__setattr__(self, "window_seconds", window)
         object.__setattr__(self, "policy_field", f'"{self.name}";q={quota};w={window}')
+
+    def storage_key(self, key: str) -> str:
+        """`limits`' storage key for ``key`` under this policy, remembered: building it costs
+        microseconds on every hit, and the same few keys come back all the time. Kept here,
+        not in a dict keyed by the policy's item, whose hash is computed in Python."""
+        keys = self._storage_keys
+        found = keys.get(key)
+        if found is None:
+            if len(keys) >= MAX_REMEMBERED_KEYS:  # many clients: start again rather than grow
+                keys.clear()
+            found = keys[key] = self.item.key_for(self.name, key)
+        return found
 
     @classmethod
     def parse(cls, name: str, spec: str) -> Policy:

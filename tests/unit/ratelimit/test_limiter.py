@@ -11,6 +11,7 @@ from limits.aio.storage import MemoryStorage
 from bastion.errors import ServiceUnavailable
 from bastion.ratelimit import limiter as limiter_module
 from bastion.ratelimit.limiter import Limiter, storage_for
+from bastion.ratelimit.memory import InProcessStorage
 from bastion.ratelimit.policies import Policy
 
 
@@ -57,8 +58,18 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return fake
 
 
-async def test_decisions_count_down_to_a_refusal_with_the_fields_numbers(clock: Clock) -> None:
-    limiter = Limiter(MemoryStorage(), clock=clock)
+BOTH_MEMORIES = pytest.mark.parametrize(
+    "memory", [MemoryStorage, InProcessStorage], ids=["library", "in-process"]
+)
+"""The library's storage goes through the fixed window's coroutines, as Redis does; Bastion's
+in-process one through its one-call path. Both must decide and number alike."""
+
+
+@BOTH_MEMORIES
+async def test_decisions_count_down_to_a_refusal_with_the_fields_numbers(
+    clock: Clock, memory: type[MemoryStorage]
+) -> None:
+    limiter = Limiter(memory(), clock=clock)
     policy = Policy.parse("ip", "3/minute")
 
     decisions = [await limiter.hit(policy, "198.51.100.7") for _ in range(4)]
@@ -69,8 +80,28 @@ async def test_decisions_count_down_to_a_refusal_with_the_fields_numbers(clock: 
     assert decisions[0].limit_field == '"ip";r=2;t=60'
 
 
-async def test_keys_and_policies_have_buckets_of_their_own(clock: Clock) -> None:
-    limiter = Limiter(MemoryStorage(), clock=clock)
+@BOTH_MEMORIES
+async def test_the_fields_count_down_to_the_end_of_the_window(
+    clock: Clock, memory: type[MemoryStorage]
+) -> None:
+    limiter = Limiter(memory(), clock=clock)
+    policy = Policy.parse("ip", "5/minute")
+
+    opened = await limiter.hit(policy, "k")
+    clock.now += 20.5
+    later = await limiter.hit(policy, "k")
+    clock.now += 39
+    last_second = await limiter.hit(policy, "k")
+
+    assert [opened.reset_after, later.reset_after, last_second.reset_after] == [60, 40, 1]
+    assert [opened.remaining, later.remaining, last_second.remaining] == [4, 3, 2]
+
+
+@BOTH_MEMORIES
+async def test_keys_and_policies_have_buckets_of_their_own(
+    clock: Clock, memory: type[MemoryStorage]
+) -> None:
+    limiter = Limiter(memory(), clock=clock)
     ip, principal = Policy.parse("ip", "1/minute"), Policy.parse("principal", "1/minute")
 
     assert (await limiter.hit(ip, "a")).is_allowed
@@ -104,8 +135,11 @@ async def test_a_window_opened_by_another_worker_is_asked_for_once(clock: Clock)
     assert [d.reset_after for d in decisions] == [40, 40, 40]  # the first worker's window
 
 
-async def test_a_new_window_starts_full_when_the_old_one_ends(clock: Clock) -> None:
-    limiter = Limiter(MemoryStorage(), clock=clock)
+@BOTH_MEMORIES
+async def test_a_new_window_starts_full_when_the_old_one_ends(
+    clock: Clock, memory: type[MemoryStorage]
+) -> None:
+    limiter = Limiter(memory(), clock=clock)
     policy = Policy.parse("ip", "2/minute")
     for _ in range(3):
         await limiter.hit(policy, "k")
