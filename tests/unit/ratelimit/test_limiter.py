@@ -9,10 +9,10 @@ import pytest
 from limits.aio.storage import MemoryStorage
 
 from bastion.errors import ServiceUnavailable
-from bastion.ratelimit import limiter as limiter_module
 from bastion.ratelimit.limiter import Limiter, storage_for
 from bastion.ratelimit.memory import InProcessStorage
 from bastion.ratelimit.policies import Policy
+from tests.unit.ratelimit.conftest import Clock
 
 
 class CountingStorage(MemoryStorage):
@@ -40,22 +40,6 @@ class CountingStorage(MemoryStorage):
     async def get_expiry(self, key: str) -> float:
         self.calls.append("get_expiry")
         return await super().get_expiry(key)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    """One clock for the limiter and the library's memory storage (its windows expire on it)."""
-    fake = Clock()
-    monkeypatch.setattr(limiter_module.time, "time", fake)
-    return fake
 
 
 BOTH_MEMORIES = pytest.mark.parametrize(

@@ -3,27 +3,10 @@ memory handed back as they end, and no scan of every client's key on a hit."""
 
 from __future__ import annotations
 
-import pytest
-
-from bastion.ratelimit import memory as memory_module
 from bastion.ratelimit.limiter import Limiter, storage_for
 from bastion.ratelimit.memory import InProcessStorage
 from bastion.ratelimit.policies import Policy
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    fake = Clock()
-    monkeypatch.setattr(memory_module.time, "time", fake)
-    return fake
+from tests.unit.ratelimit.conftest import Clock
 
 
 def test_it_is_the_default_storage() -> None:
