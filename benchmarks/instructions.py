@@ -82,6 +82,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--routes", default=",".join(ROUTES), help="of: " + ",".join(ROUTES))
     parser.add_argument("--requests", type=int, default=300, help="measured requests per route")
     parser.add_argument("--warmup", type=int, default=200, help="requests before measuring")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="copy each case's callgrind dump here (<case>.callgrind), for callgrind_annotate",
+    )
     args = parser.parse_args(argv)
     routes = [r for r in args.routes.split(",") if r]
     if unknown := set(routes) - set(ROUTES):
@@ -115,6 +120,10 @@ def main(argv: list[str] | None = None) -> None:
         dumps = sorted(work.glob("callgrind.out.*"), key=lambda p: int(p.suffix[1:]))
         cases = [(n, totals_of(d.read_text())) for n, d in zip(names, dumps, strict=True)]
         print(table(cases, args.requests))
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            for name, dump in zip(names, dumps, strict=True):
+                shutil.copyfile(dump, args.keep / f"{name}.callgrind")
 
 
 # -------------------------------------------------------------- inside valgrind (--measure)

@@ -4,6 +4,7 @@ The public API is what this module exports; everything else may change between r
 """
 
 from bastion.api.dependencies import require
+from bastion.api.guarded import GuardedRoute
 from bastion.core import Bastion, ConfigurationError
 from bastion.errors import BastionError
 from bastion.principal import CredentialKind, Principal
@@ -15,6 +16,7 @@ __all__ = [
     "BastionSettings",
     "ConfigurationError",
     "CredentialKind",
+    "GuardedRoute",
     "Principal",
     "require",
 ]

@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from pydantic import SecretStr
 from starlette.routing import BaseRoute
 
@@ -25,6 +26,7 @@ from bastion.api import dependencies
 from bastion.api import health as health_api
 from bastion.api import keys as keys_api
 from bastion.api.docs import docs_routes, remove_fastapi_docs
+from bastion.api.guarded import GuardedRoute
 from bastion.api.openapi import install_openapi
 from bastion.api.routing import RouteGroup
 from bastion.audit.log_records import redact_loggers
@@ -231,11 +233,19 @@ class Bastion:
 
         If the app has not configured structlog itself, Bastion's pipeline is installed: the
         library's default would render tracebacks with their local variables, which are the
-        passwords and tokens the failing code was holding (SPEC §6)."""
+        passwords and tokens the failing code was holding (SPEC §6).
+
+        Routes declared on the app after this call are :class:`~bastion.api.guarded.GuardedRoute`
+        (unless the app chose its own route class): their ``require()`` runs before FastAPI
+        solves the rest, which costs a fifth less per authenticated request (README,
+        Performance). An ``APIRouter`` of the app's takes ``route_class=GuardedRoute``."""
         redact_loggers()
         if not structlog.is_configured():
             configure_logging(self.settings, forward_stdlib=False)
         dependencies.attach_bastion(app, self)
+        if app.router.route_class is APIRoute:
+            # routes declared from now on run require() before FastAPI's solving
+            app.router.route_class = GuardedRoute
         install_error_handlers(app, RefusalObserver(self.audit, self.metrics))
         install_openapi(app, lambda: self.settings.known_scopes)
         remove_fastapi_docs(app, keep_openapi=self.settings.docs)

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from bastion.admin import UserChange
 from bastion.api.dependencies import JSONBody, bastion_of, require
+from bastion.api.guarded import GuardedRoute
 from bastion.api.keys import api_key_out
 from bastion.api.schemas import (
     AdminKey,
@@ -36,7 +37,7 @@ from bastion.storage.repositories.api_keys import ApiKeyRepository
 from bastion.storage.repositories.audit import AuditFilter, AuditRepository
 from bastion.storage.repositories.users import UserRepository
 
-router = APIRouter(prefix="/admin", tags=["admin"])
+router = APIRouter(prefix="/admin", tags=["admin"], route_class=GuardedRoute)
 T = TypeVar("T")
 
 Admin = Annotated[Principal, require("admin", roles=["admin"])]

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from starlette.datastructures import FormData
 
 from bastion.api.dependencies import JSONBody, bastion_of, enforce, require, route_template
+from bastion.api.guarded import GuardedRoute
 from bastion.api.schemas import (
     Credentials,
     Me,
@@ -24,7 +25,7 @@ from bastion.principal import CredentialKind, Principal
 from bastion.ratelimit.ip_limit import client_ip
 from bastion.sessions import InvalidSession, cookie_names
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix="/auth", tags=["auth"], route_class=GuardedRoute)
 
 SECRET_QUERY_PARAMS = frozenset(
     {"password", "token", "refresh_token", "access_token", "api_key", "client_secret"}

@@ -183,14 +183,15 @@ def _dependants(route: APIRoute) -> Iterator[Dependant]:
 
 def security_of(route: APIRoute) -> SecurityDeclaration | None:
     """What the ``require(...)``s this route depends on ask for together, if any: a router's
-    and a parameter's, say. Every scope of every one is needed, and a scheme counts only
-    when each of them accepts it."""
+    and a parameter's, say, whether FastAPI solves them or a
+    :class:`~bastion.api.guarded.GuardedRoute` runs them. Every scope of every one is needed,
+    and a scheme counts only when each of them accepts it."""
+    calls = [dependant.call for dependant in _dependants(route)]
+    calls += getattr(route, "bastion_guards", ())  # those a GuardedRoute runs itself
     found = [
         declaration
-        for dependant in _dependants(route)
-        if isinstance(
-            declaration := getattr(dependant.call, "bastion_security", None), SecurityDeclaration
-        )
+        for call in calls
+        if isinstance(declaration := getattr(call, "bastion_security", None), SecurityDeclaration)
     ]
     if not found:
         return None

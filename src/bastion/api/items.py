@@ -11,11 +11,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from bastion.api.dependencies import Items, JSONBody, require
+from bastion.api.guarded import GuardedRoute
 from bastion.api.schemas import ItemCreate, ItemOut, ItemPage, ItemUpdate, SecureData
 from bastion.errors import NotFound
 from bastion.principal import Principal
 
-router = APIRouter(tags=["items"])
+router = APIRouter(tags=["items"], route_class=GuardedRoute)
 
 ITEM_NOT_FOUND = "No item with this id exists."
 MAX_ITEM_ID = 2**31 - 1

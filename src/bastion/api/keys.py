@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Request, Response
 
 from bastion.api.dependencies import JSONBody, bastion_of, require
+from bastion.api.guarded import GuardedRoute
 from bastion.api.schemas import ApiKeyCreate, ApiKeyIssued, ApiKeyList, ApiKeyOut
 from bastion.errors import NO_STORE, InsufficientScope, ValidationFailed
 from bastion.key_service import IssuedKey, prefix_of
@@ -14,7 +15,7 @@ from bastion.principal import CredentialKind, Principal
 from bastion.ratelimit.policies import InvalidRateLimit, Policy
 from bastion.storage.models import ApiKey
 
-router = APIRouter(prefix="/auth/keys", tags=["api keys"])
+router = APIRouter(prefix="/auth/keys", tags=["api keys"], route_class=GuardedRoute)
 
 Manager = Annotated[Principal, require("keys:manage")]
 
