@@ -8,6 +8,7 @@ objects only, which FastAPI resolves, as an app's own module would."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,13 +20,23 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from bastion import Bastion, CredentialKind, GuardedRoute, Principal, require
-from bastion.api.guarded import GuardNotRun
+from bastion.api.dependencies import JSONBody
 from tests.conftest import STRONG_PASSWORD, make_settings
 from tests.integration.helpers import assert_no_credentials_challenge
 
 READ = require("notes:read")
 WRITE = require("notes:write")
 ANY_CALLER = require()
+RATED = require(rate="3/minute")
+
+
+async def tenant_of(user: Annotated[Principal, RATED]) -> str:
+    """A sub-dependency asking for the route's own guard again, as apps do."""
+    return f"tenant-of-{user.username}"
+
+
+async def greet(user: Annotated[Principal, ANY_CALLER], greeting: str) -> dict[str, str]:
+    return {"said": f"{greeting} {user.username}"}
 
 
 class Note(BaseModel):
@@ -58,13 +69,44 @@ def build_app(bastion: Bastion) -> FastAPI:
     def sync_route(user: Annotated[Principal, ANY_CALLER]) -> dict[str, str]:
         return {"username": user.username or ""}
 
+    @app.get("/nested")  # the guard again in a sub-dependency: one request counts once
+    async def nested(
+        user: Annotated[Principal, RATED], tenant: Annotated[str, Depends(tenant_of)]
+    ) -> dict[str, str]:
+        return {"tenant": tenant}
+
+    @app.post("/ordered", dependencies=[JSONBody])  # declared first: FastAPI's order holds
+    async def ordered(user: Annotated[Principal, ANY_CALLER]) -> dict[str, str]:
+        return {"username": user.username or ""}
+
+    app.add_api_route("/partial", functools.partial(greet, greeting="hello"))
+
+    audited_route = route_at(app, "/audited")  # rebuilt from what the route shows
+    app.router.add_api_route(
+        "/rebuilt",
+        audited_route.endpoint,
+        dependencies=audited_route.dependencies,
+        route_class_override=APIRoute,
+    )
+
     router = APIRouter(prefix="/team", route_class=GuardedRoute)
 
     @router.get("/notes")
     async def team_notes(user: Annotated[Principal, READ]) -> dict[str, str]:
         return {"username": user.username or ""}
 
+    @router.get("/rated")
+    async def team_rated(user: Annotated[Principal, RATED]) -> dict[str, str]:
+        return {"username": user.username or ""}
+
     app.include_router(router, prefix="/v1", dependencies=[ANY_CALLER])
+    rated = APIRouter(prefix="/rated", route_class=GuardedRoute)
+
+    @rated.get("/included")  # the router's guard is the route's: counted once
+    async def rated_included(user: Annotated[Principal, RATED]) -> dict[str, str]:
+        return {"username": user.username or ""}
+
+    app.include_router(rated, dependencies=[RATED])
     return app
 
 
@@ -270,10 +312,48 @@ async def test_the_openapi_document_still_declares_the_guards(client: httpx.Asyn
     assert "user" not in str(operation.get("parameters", []))
 
 
-async def test_the_endpoint_never_runs_without_its_guards(
+async def test_a_route_rebuilt_from_a_guarded_one_is_still_guarded(
     app_and_client: tuple[FastAPI, httpx.AsyncClient],
 ) -> None:
-    app, _ = app_and_client
-    endpoint = route_at(app, "/whoami").endpoint
-    with pytest.raises(GuardNotRun):
-        await endpoint()
+    """``route.endpoint`` and ``route.dependencies`` no longer name the guards FastAPI was
+    spared; a plain route built from them must not be an open door (nor a 500)."""
+    app, client = app_and_client
+    assert type(route_at(app, "/rebuilt")) is APIRoute
+    assert_no_credentials_challenge(await client.get("/rebuilt"))
+    response = await client.get("/rebuilt", headers=await headers_for(client, "alice"))
+    assert response.status_code == 403  # the route-level guard: notes:read
+    response = await client.get("/rebuilt", headers=await headers_for(client, "root"))
+    assert response.status_code == 200
+    assert response.json() == {"username": "root"}
+
+
+@pytest.mark.parametrize("path", ["/nested", "/rated/included", "/v1/team/rated"])
+async def test_a_guard_asked_again_counts_the_request_once(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    """The route's limit (3/minute) is hit once per request, however many times FastAPI and
+    the route ask the same guard: in a sub-dependency, in the router's dependencies."""
+    headers = await headers_for(client, "root")
+    statuses = [(await client.get(path, headers=headers)).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+
+
+async def test_a_dependency_declared_before_the_guard_still_runs_first(
+    app_and_client: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    app, client = app_and_client
+    assert route_at(app, "/ordered").bastion_guards == ()  # FastAPI keeps it, order and all
+    response = await client.post("/ordered", content=b"hi", headers={"content-type": "text/plain"})
+    assert response.status_code == 415
+
+
+async def test_a_partial_endpoint_keeps_fastapis_name(
+    app_and_client: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    app, client = app_and_client
+    route = route_at(app, "/partial")
+    assert len(route.bastion_guards) == 1
+    plain = APIRoute("/partial", functools.partial(greet, greeting="hello"), methods=["GET"])
+    assert (route.name, route.unique_id) == (plain.name, plain.unique_id)
+    response = await client.get("/partial", headers=await headers_for(client, "alice"))
+    assert response.json() == {"said": "hello alice"}

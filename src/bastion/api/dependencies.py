@@ -25,7 +25,7 @@ from bastion.errors import RateLimited, UnsupportedMediaType
 from bastion.principal import Principal
 from bastion.ratelimit.ip_limit import record
 from bastion.ratelimit.limiter import FailureMode
-from bastion.ratelimit.policies import Policy
+from bastion.ratelimit.policies import Policy, policy_for
 from bastion.storage.repositories.items import ItemRepository
 
 if TYPE_CHECKING:
@@ -96,6 +96,12 @@ def attach_bastion(app: FastAPI, bastion: Bastion) -> None:
     _last_protected = None
 
 
+GRANTED = "bastion.granted"
+"""The scope key of the principals each ``require()`` gave this request, by the requirement:
+asked again in the same request (a route's guard, a sub-dependency's, a router's), it answers
+without counting the request against the limits a second time. FastAPI's own cache does this
+within one solving; a :class:`~bastion.api.guarded.GuardedRoute` runs guards outside it."""
+
 DEFAULT_SCHEMES = ("bearer", "api_key", "session")
 """What a route accepts unless it says otherwise (SPEC §2.3: several schemes on one route)."""
 
@@ -121,6 +127,10 @@ def require(
     read_query = api_key_in_query and "api_key" in accepted
 
     async def authenticated_principal(request: Request) -> Principal:
+        scope = request.scope
+        granted = scope.get(GRANTED)
+        if granted is not None and (found := granted.get(authenticated_principal)) is not None:
+            return found  # type: ignore[no-any-return]
         bastion = bastion_of(request)
         query_key = request.query_params.get("api_key") if read_query else None
         principal = await bastion.authenticator.authenticate(
@@ -129,16 +139,18 @@ def require(
             method=request.method,
             query_api_key=query_key,
         )
-        request.state.principal = principal
+        # request.state's own dict, without building Starlette's State wrapper for one write
+        scope.setdefault("state", {})["principal"] = principal
         bastion.metrics.count_authentication(principal.kind.value, "success")
         await enforce(request, bastion.principal_policy, principal.subject)
         if principal.rate_limit is not None:
-            await enforce(
-                request, Policy.parse("key", principal.rate_limit), principal.credential_id
-            )
+            await enforce(request, policy_for("key", principal.rate_limit), principal.credential_id)
         if route_policy is not None:
             await enforce(request, route_policy, f"{route_template(request)}|{principal.subject}")
         requirement.check(principal)
+        if granted is None:
+            granted = scope[GRANTED] = {}
+        granted[authenticated_principal] = principal
         return principal
 
     authenticated_principal.bastion_security = SecurityDeclaration(  # type: ignore[attr-defined]

@@ -2,19 +2,29 @@
 
 FastAPI's dependency solving costs an authenticated route about as much as verifying its token
 (SPEC §8: ~70k instructions for one dependency giving the principal, measured with a dependency
-that returns a constant). :class:`GuardedRoute` takes the ``require()`` dependencies out of what
-FastAPI solves, the route's ``dependencies=[...]`` and the endpoint's parameters alike, runs them
-in :meth:`GuardedRoute.handle`, and hands their principals to the endpoint through a wrapper.
+that returns a constant). :class:`GuardedRoute` takes the ``require()`` dependencies that FastAPI
+would solve first (the route's ``dependencies=[...]`` and the endpoint's parameters, up to the
+first dependency of another kind, so that the declared order holds) out of what FastAPI solves,
+runs them in :meth:`GuardedRoute.handle`, and gives their principals to the endpoint through a
+wrapper.
+
+The wrapper asks the guards itself: each remembers its principal for the rest of the request
+(:data:`bastion.api.dependencies.GRANTED`), so after ``handle()`` this costs a lookup, and an
+endpoint reached any other way (a route rebuilt from ``route.endpoint``, say) is still guarded,
+never called without its principal (fail closed). The same memory keeps a guard that FastAPI
+still solves (in a sub-dependency, or a router's ``dependencies``) from counting the request
+against the limits twice.
 
 What a caller sees stays what FastAPI would give, with one change for the better: a wrong method
 is still a 405 before anything else, but a request without valid credentials is refused (401)
 before its body or parameters are read or validated (FastAPI would report a malformed JSON body
 as a 422 first, telling an anonymous caller about the route's input). The OpenAPI document, the
-route's name, summary, response model and ``app.dependency_overrides`` are honoured as before.
+route's name, summary and response model, and ``app.dependency_overrides`` hold as before.
 
-It falls back to FastAPI's own solving, unchanged, where the wrapper could not keep that promise:
-a plain ``def`` or generator endpoint (FastAPI runs those in a thread or streams them), or
-annotations that do not resolve (FastAPI then raises its own error).
+FastAPI keeps the route to itself, unchanged, where the wrapper could not keep that promise: a
+plain ``def`` or generator endpoint (FastAPI runs those in a thread or streams them), a guard
+declared after another dependency, or annotations that do not resolve (FastAPI then raises its
+own error).
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
-from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Annotated, Any, get_args, get_origin
 
 from fastapi import Depends, params
@@ -38,26 +48,20 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from bastion.api.dependencies import SecurityDeclaration
+from bastion.api.dependencies import GRANTED, SecurityDeclaration
 from bastion.principal import Principal
 
 GuardCall = Callable[[Request], Awaitable[Principal]]
 
-_granted: ContextVar[tuple[object, dict[str, Principal]] | None] = ContextVar(
-    "bastion_granted", default=None
-)
-"""The principals :meth:`GuardedRoute.handle` found, for the endpoint's wrapper to pass on, with
-the key of the route they were found for: a wrapper never takes another route's principals."""
+REQUEST_PARAMETER = "bastion_guarded_request_"
+"""The wrapper's own parameter: FastAPI hands it the request, for the guards."""
 
-
-class GuardNotRun(RuntimeError):
-    """A guarded endpoint was called without its route's guards having run: refused, never
-    called with no principal (fail closed). Only code that calls a route's handler directly,
-    bypassing ``handle()``, can get here."""
+_NOT_FOUND = object()
 
 
 def guard_of(dependency: object) -> GuardCall | None:
-    """The ``require()`` call behind a ``Depends(...)``, if that is what it is."""
+    """The ``require()`` call behind a ``Depends(...)``, if that is what it is (not under
+    ``Security(...)``: its scopes are FastAPI's to give)."""
     if not isinstance(dependency, params.Depends) or isinstance(dependency, params.Security):
         return None
     call = dependency.dependency
@@ -66,9 +70,9 @@ def guard_of(dependency: object) -> GuardCall | None:
     return None
 
 
-def _parameter_guard(parameter: inspect.Parameter) -> GuardCall | None:
-    """The guard a parameter declares, read as FastAPI reads it: the last of the FastAPI
-    markers in ``Annotated[...]``, else the default."""
+def _marker(parameter: inspect.Parameter) -> object:
+    """The FastAPI marker of a parameter, read as FastAPI reads it: the last one in
+    ``Annotated[...]``, else the default."""
     annotation = parameter.annotation
     if get_origin(annotation) is Annotated:
         markers = [
@@ -77,17 +81,31 @@ def _parameter_guard(parameter: inspect.Parameter) -> GuardCall | None:
             if isinstance(arg, params.Depends | params.Param)
         ]
         if markers:
-            return guard_of(markers[-1])
-    return guard_of(parameter.default)
+            return markers[-1]
+    return parameter.default
+
+
+def _is_request(annotation: object) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, Request)
+
+
+@dataclass(frozen=True, slots=True)
+class _Split:
+    endpoint: Callable[..., Any]
+    """What FastAPI is given: the endpoint without the lifted guards' parameters."""
+    dependencies: list[params.Depends]
+    """The route's dependencies FastAPI still solves."""
+    guards: tuple[GuardCall, ...]
+    """The lifted guards, once each, in FastAPI's order."""
 
 
 class GuardedRoute(APIRoute):
-    """An :class:`~fastapi.routing.APIRoute` whose ``require()`` dependencies run before FastAPI
-    solves the rest. :meth:`bastion.Bastion.protect` makes it the app's route class; give it to
-    your own routers as ``APIRouter(route_class=GuardedRoute)``."""
+    """An :class:`~fastapi.routing.APIRoute` whose leading ``require()`` dependencies run before
+    FastAPI solves the rest. :meth:`bastion.Bastion.protect` makes it the app's route class;
+    give it to your own routers as ``APIRouter(route_class=GuardedRoute)``."""
 
     bastion_guards: tuple[GuardCall, ...]
-    """Every guard this route runs, once each, in the order FastAPI would have run them."""
+    """Every guard this route runs itself, once each, in the order FastAPI would have."""
 
     def __init__(
         self,
@@ -97,55 +115,44 @@ class GuardedRoute(APIRoute):
         dependencies: Sequence[params.Depends] | None = None,
         **options: Any,
     ) -> None:
-        self._key = object()
-        split = _split(endpoint, dependencies or (), self._key)
+        split = _split(endpoint, list(dependencies or ()))
         if split is None:
             self.bastion_guards = ()
-            self._fills: dict[str, GuardCall] = {}
             super().__init__(path, endpoint, dependencies=dependencies, **options)
             return
-        wrapper, remaining, route_guards, fills = split
-        self.bastion_guards = tuple(dict.fromkeys([*route_guards, *fills.values()]))
-        self._fills = fills
-        super().__init__(path, wrapper, dependencies=remaining, **options)
+        self.bastion_guards = split.guards
+        super().__init__(path, split.endpoint, dependencies=split.dependencies, **options)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        guards = self.bastion_guards
         methods = self.methods
-        if not self.bastion_guards or (methods and scope["method"] not in methods):
+        if not guards or (methods and scope["method"] not in methods):
             await super().handle(scope, receive, send)  # FastAPI's own 405
             return
         request = Request(scope, receive, send)
         overrides = getattr(scope.get("app"), "dependency_overrides", None)
-        if overrides and any(guard in overrides for guard in self.bastion_guards):
+        if overrides and any(guard in overrides for guard in guards):
             async with AsyncExitStack() as stack:
-                found = {
-                    guard: await _overridden(request, overrides.get(guard), guard, stack)
-                    for guard in self.bastion_guards
-                }
-                await self._handle_granted(found, scope, receive, send)
+                for guard in guards:
+                    await _run_or_override(request, guard, overrides.get(guard), stack)
+                await super().handle(scope, receive, send)
             return
-        found = {guard: await guard(request) for guard in self.bastion_guards}
-        await self._handle_granted(found, scope, receive, send)
-
-    async def _handle_granted(
-        self, found: dict[GuardCall, Principal], scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        granted = {name: found[guard] for name, guard in self._fills.items()}
-        token = _granted.set((self._key, granted))
-        try:
-            await super().handle(scope, receive, send)
-        finally:
-            _granted.reset(token)
+        for guard in guards:
+            await guard(request)
+        await super().handle(scope, receive, send)
 
 
-async def _overridden(
-    request: Request, override: Callable[..., Any] | None, guard: GuardCall, stack: AsyncExitStack
-) -> Any:
-    """What an ``app.dependency_overrides`` entry gives in a guard's place, solved by FastAPI
-    itself (its own parameters, a thread for a plain ``def``, ``yield`` closed after the
-    response), as it would have been without this route class."""
+async def _run_or_override(
+    request: Request, guard: GuardCall, override: Callable[..., Any] | None, stack: AsyncExitStack
+) -> None:
+    """Run ``guard``, or solve the ``app.dependency_overrides`` entry standing in for it and
+    give its value to the endpoint in the guard's place. FastAPI itself solves the override
+    (its own parameters, a thread for a plain ``def``, ``yield`` closed after the response),
+    but on its own: a dependency it shares with the endpoint runs for each, and it cannot take
+    the request's body (README, "Using Bastion in your own app")."""
     if override is None:
-        return await guard(request)
+        await guard(request)
+        return
 
     # a default, not ``Annotated``: this module's annotations are strings, and ``override``
     # is local, which FastAPI could not resolve
@@ -153,9 +160,10 @@ async def _overridden(
         return value
 
     scope = request.scope
-    # FastAPI's handler sets these for its own solving, later; the override's ``yield`` closes
-    # with ``stack``, after the response, as a guard's would have
-    scope["fastapi_inner_astack"] = scope["fastapi_function_astack"] = stack
+    keys = ("fastapi_inner_astack", "fastapi_function_astack")
+    previous = {key: scope.get(key, _NOT_FOUND) for key in keys}
+    # FastAPI's handler sets these for its own solving, later
+    scope.update(dict.fromkeys(keys, stack))
     try:
         solved = await solve_dependencies(
             request=request,
@@ -165,19 +173,18 @@ async def _overridden(
             dependency_overrides_provider=scope.get("app"),
         )
     finally:
-        del scope["fastapi_inner_astack"], scope["fastapi_function_astack"]
+        for key, value in previous.items():
+            if value is _NOT_FOUND:
+                scope.pop(key, None)
+            else:
+                scope[key] = value
     if solved.errors:
         raise RequestValidationError(solved.errors)
-    return solved.values["value"]
+    scope.setdefault(GRANTED, {})[guard] = solved.values["value"]
 
 
-def _split(
-    endpoint: Callable[..., Any], dependencies: Sequence[params.Depends], key: object
-) -> tuple[Callable[..., Any], list[params.Depends], list[GuardCall], dict[str, GuardCall]] | None:
-    """The endpoint FastAPI is to see, the dependencies it still solves, the route's guards and
-    the parameters guards fill; ``None`` where FastAPI keeps the route to itself."""
-    route_guards = [guard for dependency in dependencies if (guard := guard_of(dependency))]
-    remaining = [dependency for dependency in dependencies if guard_of(dependency) is None]
+def _split(endpoint: Callable[..., Any], dependencies: list[params.Depends]) -> _Split | None:
+    """How FastAPI is to see the route, or ``None`` where it keeps the route to itself."""
     if not inspect.iscoroutinefunction(endpoint):
         return None
     try:
@@ -185,27 +192,55 @@ def _split(
         returns = get_typed_return_annotation(endpoint)
     except Exception:  # FastAPI will raise its own, clearer error for the route
         return None
-    fills: dict[str, GuardCall] = {}
-    kept: list[inspect.Parameter] = []
-    for parameter in signature.parameters.values():
-        guard = _parameter_guard(parameter)
-        if guard is None:
-            kept.append(parameter)
-        elif parameter.kind is inspect.Parameter.POSITIONAL_ONLY:
-            return None
-        else:
-            fills[parameter.name] = guard
-    if not route_guards and not fills:
+    parameters = list(signature.parameters.values())
+    if REQUEST_PARAMETER in signature.parameters or any(
+        p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters
+    ):
         return None
+    # FastAPI solves the route's dependencies, then the parameters' in order; the guards that
+    # come before any other dependency can run first without changing what runs before what
+    ordered: list[tuple[params.Depends, inspect.Parameter | None]] = [
+        (dependency, None) for dependency in dependencies
+    ]
+    ordered += [
+        (marker, parameter)
+        for parameter in parameters
+        if isinstance(marker := _marker(parameter), params.Depends)
+    ]
+    lifted: list[tuple[GuardCall, inspect.Parameter | None]] = []
+    for dependency, parameter in ordered:
+        if (guard := guard_of(dependency)) is None:
+            break
+        if parameter is not None and parameter.kind is inspect.Parameter.POSITIONAL_ONLY:
+            return None
+        lifted.append((guard, parameter))
+    if not lifted:
+        return None
+    route_level = sum(1 for _, parameter in lifted if parameter is None)
+    fills = {parameter.name: guard for guard, parameter in lifted if parameter is not None}
+    guards = tuple(dict.fromkeys(guard for guard, _ in lifted))
+
+    kept = [parameter for parameter in parameters if parameter.name not in fills]
+    # FastAPI gives the request to one parameter only: the endpoint's own, if it has one
+    own = next((p.name for p in kept if _is_request(p.annotation)), None)
+    request_name = own or REQUEST_PARAMETER
 
     @functools.wraps(endpoint)
     async def guarded_endpoint(**values: Any) -> Any:
-        granted = _granted.get()
-        if granted is None or granted[0] is not key:
-            raise GuardNotRun(f"{endpoint.__qualname__} called without its route's guards")
-        return await endpoint(**values, **granted[1])
+        request: Request = values[request_name] if own else values.pop(request_name)
+        # after handle(), each guard answers from the request's memory (GRANTED)
+        granted = {guard: await guard(request) for guard in guards}
+        for name, guard in fills.items():
+            values[name] = granted[guard]
+        return await endpoint(**values)
 
-    guarded_endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        kept, return_annotation=inspect.Signature.empty if returns is None else returns
+    # FastAPI names the route after the endpoint (a partial has no __name__ of its own)
+    guarded_endpoint.__name__ = getattr(endpoint, "__name__", type(endpoint).__name__)
+    hidden = inspect.Parameter(
+        REQUEST_PARAMETER, inspect.Parameter.KEYWORD_ONLY, annotation=Request
     )
-    return guarded_endpoint, remaining, route_guards, fills
+    guarded_endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        kept if own else [*kept, hidden],
+        return_annotation=inspect.Signature.empty if returns is None else returns,
+    )
+    return _Split(guarded_endpoint, dependencies[route_level:], guards)

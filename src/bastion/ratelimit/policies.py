@@ -7,6 +7,7 @@ A policy's name is what clients see in the ``RateLimit-Policy`` and ``RateLimit`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from limits import RateLimitItem, parse
 
@@ -62,3 +63,10 @@ class Policy:
         if item.amount < 1 or item.get_expiry() < 1:
             raise InvalidRateLimit(f"{spec!r} would refuse everything; allow at least 1 per second")
         return cls(name, item)
+
+
+@lru_cache(maxsize=1024)
+def policy_for(name: str, spec: str) -> Policy:
+    """One :class:`Policy` per name and limit, for limits that come with each request (an API
+    key's own): parsed once, and its remembered storage keys kept from request to request."""
+    return Policy.parse(name, spec)
