@@ -42,6 +42,7 @@ from bastion.key_service import ApiKeyService
 from bastion.lockout import Lockout
 from bastion.logs import configure_logging
 from bastion.passwords import PasswordHasher
+from bastion.ratelimit.addresses import LimitKeys
 from bastion.ratelimit.ip_limit import IPLimit
 from bastion.ratelimit.limiter import Limiter, storage_for
 from bastion.ratelimit.policies import Policy
@@ -143,6 +144,7 @@ class Bastion:
             on_degraded=lambda mode: self.metrics.degraded.labels("ratelimit", mode).inc(),
         )
         self.ip_policy = Policy.parse("ip", settings.ratelimit_ip)
+        self.limit_keys = LimitKeys(settings.ratelimit_ipv6_prefix)
         self.principal_policy = Policy.parse("principal", settings.ratelimit_principal)
         self.login_policy = Policy.parse("login", settings.ratelimit_login)
         self.revocation_sync = RevocationSync(
@@ -263,6 +265,7 @@ class Bastion:
             admission=IPLimit(
                 limiter=self.limiter,
                 policy=self.ip_policy,
+                keys=self.limit_keys,
                 on_error=self.settings.ratelimit_on_error or "open",
                 on_refused=IPLimitObserver(self.audit, self.metrics),
             ),

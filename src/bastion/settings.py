@@ -155,6 +155,9 @@ class BastionSettings(BaseSettings):
     ratelimit_ip: str = "600/minute"
     ratelimit_principal: str = "1200/minute"
     ratelimit_login: str = "10/minute"
+    ratelimit_ipv6_prefix: int = Field(default=64, ge=32, le=128)
+    """IPv6 clients share a per-IP limit per network of this prefix length: one subscriber
+    holds a whole /64, and a limit per address would give it 2^64 of them."""
     ratelimit_on_error: Literal["open", "closed"] | None = None
     """When the limit storage (Redis) fails: ``None`` means closed for login, open elsewhere."""
     ratelimit_strategy: Literal["fixed-window", "sliding-window-counter", "moving-window"] = (

@@ -98,10 +98,11 @@ async def _oauth_form(request: Request) -> dict[str, str]:
 
 
 async def enforce_login_limit(request: Request) -> None:
-    """Every grant counts toward the login limit: one bucket per route and client IP (SPEC §4.2).
-    When the limit storage fails, login is closed rather than open to guessing (SPEC §7)."""
+    """Every grant counts toward the login limit: one bucket per route and client IP (SPEC §4.2),
+    an IPv6 client's network counted as one (:mod:`bastion.ratelimit.addresses`). When the limit
+    storage fails, login is closed rather than open to guessing (SPEC §7)."""
     bastion = bastion_of(request)
-    key = f"{route_template(request)}|{client_ip(request.scope)}"
+    key = f"{route_template(request)}|{bastion.limit_keys(client_ip(request.scope))}"
     await enforce(
         request, bastion.login_policy, key, on_error=bastion.settings.ratelimit_on_error or "closed"
     )

@@ -47,11 +47,15 @@ class IPLimit:
         *,
         limiter: Limiter,
         policy: Policy,
+        keys: Callable[[str], str] = str,
         on_error: FailureMode = "open",
         on_refused: RefusalHook | None = None,
     ) -> None:
         self.limiter = limiter
         self.policy = policy
+        self.keys = keys
+        """The limit's key for a client address (:class:`~bastion.ratelimit.addresses.LimitKeys`
+        groups an IPv6 client's network)."""
         self.on_error = on_error
         self.on_refused = on_refused
 
@@ -61,7 +65,9 @@ class IPLimit:
         if scope["path"] in UNLIMITED_PATHS:
             return None
         try:
-            decision = await self.limiter.hit(self.policy, client_ip(scope), on_error=self.on_error)
+            decision = await self.limiter.hit(
+                self.policy, self.keys(client_ip(scope)), on_error=self.on_error
+            )
         except ServiceUnavailable as exc:
             return render_bastion_error(exc)
         record(scope, decision)
