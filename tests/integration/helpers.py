@@ -11,13 +11,14 @@ from typing import Any
 
 import httpx
 import jwt
+from fastapi import FastAPI
 from sqlalchemy import update
 
 from bastion.core import Bastion
 from bastion.server import create_app
 from bastion.settings import BastionSettings
 from bastion.storage.models import User
-from tests.conftest import Harness
+from tests.conftest import STRONG_PASSWORD, Harness
 
 USER_SCOPES = {"items:read", "items:write", "keys:manage"}
 RFC3339_UTC = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$"
@@ -35,6 +36,20 @@ async def running(settings: BastionSettings) -> AsyncIterator[Harness]:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield Harness(app, bastion, client)
+
+
+@asynccontextmanager
+async def serving_with_users(bastion: Bastion, app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An app of the test's own, its lifespan entered, with ``root`` (admin) and ``alice``
+    (user), both with ``STRONG_PASSWORD``, and a client bound to it."""
+    async with bastion.lifespan(app):
+        if not bastion.db.is_sqlite:
+            await bastion.db.upgrade()
+        await bastion.accounts.create_user("root", STRONG_PASSWORD, ["user", "admin"])
+        await bastion.accounts.create_user("alice", STRONG_PASSWORD, ["user"])
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
 
 
 def bearer(token: str) -> dict[str, str]:

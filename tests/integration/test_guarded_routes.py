@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from bastion import Bastion, CredentialKind, GuardedRoute, Principal, require
 from bastion.api.dependencies import JSONBody
 from tests.conftest import STRONG_PASSWORD, make_settings
-from tests.integration.helpers import assert_no_credentials_challenge
+from tests.integration.helpers import assert_no_credentials_challenge, serving_with_users
 
 READ = require("notes:read")
 WRITE = require("notes:write")
@@ -116,14 +116,8 @@ async def app_and_client(
 ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     bastion = Bastion(make_settings(database_url, tmp_path))
     app = build_app(bastion)
-    async with bastion.lifespan(app):
-        if not bastion.db.is_sqlite:
-            await bastion.db.upgrade()
-        await bastion.accounts.create_user("root", STRONG_PASSWORD, ["user", "admin"])
-        await bastion.accounts.create_user("alice", STRONG_PASSWORD, ["user"])
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield app, client
+    async with serving_with_users(bastion, app) as client:
+        yield app, client
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from bastion import Bastion, Principal, require
 from tests.conftest import STRONG_PASSWORD, make_settings
+from tests.integration.helpers import serving_with_users
 
 
 @pytest.fixture
@@ -40,14 +41,8 @@ async def client(database_url: str, tmp_path: Path) -> AsyncIterator[httpx.Async
     async def fallback(path: str) -> dict[str, str]:
         return {"page": path}
 
-    async with bastion.lifespan(app):
-        if not bastion.db.is_sqlite:
-            await bastion.db.upgrade()
-        await bastion.accounts.create_user("root", STRONG_PASSWORD, ["user", "admin"])
-        await bastion.accounts.create_user("alice", STRONG_PASSWORD, ["user"])
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            yield c
+    async with serving_with_users(bastion, app) as c:
+        yield c
 
 
 async def token(client: httpx.AsyncClient, username: str, **extra: str) -> httpx.Response:

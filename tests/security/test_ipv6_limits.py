@@ -24,16 +24,20 @@ async def from_address(
         return await client.request(method, path, **kwargs)
 
 
+async def rotating(h: Harness, count: int, method: str, path: str, **kwargs: Any) -> list[int]:
+    """The statuses of ``count`` requests, each from the next address of the attacker's /64."""
+    return [
+        (await from_address(h, f"{ATTACKER_NET}::{n:x}", method, path, **kwargs)).status_code
+        for n in range(1, count + 1)
+    ]
+
+
 async def test_rotating_addresses_in_one_64_share_the_ip_limit(
     database_url: str, tmp_path: Path
 ) -> None:
     settings = make_settings(database_url, tmp_path, ratelimit_ip="3/minute")
     async with open_harness(settings) as h:
-        statuses = [
-            (await from_address(h, f"{ATTACKER_NET}::{n:x}", "GET", "/public")).status_code
-            for n in range(1, 6)
-        ]
-        assert statuses == [200, 200, 200, 429, 429]
+        assert await rotating(h, 5, "GET", "/public") == [200, 200, 200, 429, 429]
         # another subscriber's /64 is not punished for it
         neighbour = await from_address(h, "2001:db8:bad:2::1", "GET", "/public")
         assert neighbour.status_code == 200
@@ -52,12 +56,7 @@ async def test_rotating_addresses_do_not_escape_the_login_limit(
 ) -> None:
     settings = make_settings(database_url, tmp_path, ratelimit_login="2/minute")
     async with open_harness(settings) as h:
-        statuses = [
-            (
-                await from_address(h, f"{ATTACKER_NET}::{n:x}", "POST", "/auth/token", data=LOGIN)
-            ).status_code
-            for n in range(1, 5)
-        ]
+        statuses = await rotating(h, 4, "POST", "/auth/token", data=LOGIN)
     assert statuses == [400, 400, 429, 429]
 
 
@@ -77,8 +76,5 @@ async def test_a_prefix_of_128_limits_each_address_alone(database_url: str, tmp_
         database_url, tmp_path, ratelimit_ip="1/minute", ratelimit_ipv6_prefix=128
     )
     async with open_harness(settings) as h:
-        statuses = [
-            (await from_address(h, f"{ATTACKER_NET}::{n:x}", "GET", "/public")).status_code
-            for n in range(1, 4)
-        ]
+        statuses = await rotating(h, 3, "GET", "/public")
     assert statuses == [200, 200, 200]
