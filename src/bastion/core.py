@@ -248,7 +248,7 @@ class Bastion:
         if app.router.route_class is APIRoute:
             # routes declared from now on run require() before FastAPI's solving
             app.router.route_class = GuardedRoute
-        install_error_handlers(app, RefusalObserver(self.audit, self.metrics))
+        install_error_handlers(app, RefusalObserver(self.audit, self.metrics, self.limit_keys))
         install_openapi(app, lambda: self.settings.known_scopes)
         remove_fastapi_docs(app, keep_openapi=self.settings.docs)
         own = [
@@ -267,7 +267,7 @@ class Bastion:
                 policy=self.ip_policy,
                 keys=self.limit_keys,
                 on_error=self.settings.ratelimit_on_error or "open",
-                on_refused=IPLimitObserver(self.audit, self.metrics),
+                on_refused=IPLimitObserver(self.audit, self.metrics, self.limit_keys),
             ),
             observer=RequestLog(self.metrics),
         )

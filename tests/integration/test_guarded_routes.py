@@ -351,3 +351,16 @@ async def test_a_partial_endpoint_keeps_fastapis_name(
     assert (route.name, route.unique_id) == (plain.name, plain.unique_id)
     response = await client.get("/partial", headers=await headers_for(client, "alice"))
     assert response.json() == {"said": "hello alice"}
+
+
+@pytest.mark.parametrize("path", ["/audited", "/rebuilt"])
+async def test_two_requirements_on_a_route_count_a_request_once(
+    database_url: str, tmp_path: Path, path: str
+) -> None:
+    """Each require() counts toward the per-principal limit; a route with two of them (the
+    router's and the parameter's) must still count one request as one, or the limit halves."""
+    bastion = Bastion(make_settings(database_url, tmp_path, ratelimit_principal="4/minute"))
+    async with serving_with_users(bastion, build_app(bastion)) as client:
+        headers = await headers_for(client, "root")
+        statuses = [(await client.get(path, headers=headers)).status_code for _ in range(5)]
+    assert statuses == [200, 200, 200, 200, 429]

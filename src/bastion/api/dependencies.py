@@ -96,11 +96,17 @@ def attach_bastion(app: FastAPI, bastion: Bastion) -> None:
     _last_protected = None
 
 
+_NONE = object()
+
 GRANTED = "bastion.granted"
 """The scope key of the principals each ``require()`` gave this request, by the requirement:
 asked again in the same request (a route's guard, a sub-dependency's, a router's), it answers
 without counting the request against the limits a second time. FastAPI's own cache does this
 within one solving; a :class:`~bastion.api.guarded.GuardedRoute` runs guards outside it."""
+
+COUNTED = "bastion.counted"
+"""The scope key of the limit counters this request has hit: each counts a request once, however
+many ``require()``s on its route ask for the same limit (the per-principal one, a key's own)."""
 
 DEFAULT_SCHEMES = ("bearer", "api_key", "session")
 """What a route accepts unless it says otherwise (SPEC §2.3: several schemes on one route)."""
@@ -129,8 +135,11 @@ def require(
     async def authenticated_principal(request: Request) -> Principal:
         scope = request.scope
         granted = scope.get(GRANTED)
-        if granted is not None and (found := granted.get(authenticated_principal)) is not None:
-            return found  # type: ignore[no-any-return]
+        if (
+            granted is not None
+            and (found := granted.get(authenticated_principal, _NONE)) is not _NONE
+        ):
+            return found  # type: ignore[no-any-return]  # an override's value may be anything
         bastion = bastion_of(request)
         query_key = request.query_params.get("api_key") if read_query else None
         principal = await bastion.authenticator.authenticate(
@@ -255,10 +264,18 @@ async def enforce(
     request: Request, policy: Policy, key: str, *, on_error: FailureMode | None = None
 ) -> None:
     """Count this request under ``policy``; 429 when over (the fields are added at the edge)."""
+    scope = request.scope
+    counted: set[str] | None = scope.get(COUNTED)
+    storage_key = policy.storage_key(key)
+    if counted is not None and storage_key in counted:
+        return  # this request already counts here (two require()s on one route, say)
     bastion = bastion_of(request)
     mode = on_error or bastion.settings.ratelimit_on_error or "open"
     decision = await bastion.limiter.hit(policy, key, on_error=mode)
-    record(request.scope, decision)
+    if counted is None:
+        counted = scope[COUNTED] = set()
+    counted.add(storage_key)
+    record(scope, decision)
     if not decision.is_allowed:
         raise RateLimited(decision.reset_after, policy=policy.name)
 

@@ -6,6 +6,8 @@ Each 401, 403 and CSRF failure is stored; a 429 at most once per caller and rout
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import Request
 from starlette.types import Scope
 
@@ -26,13 +28,18 @@ from bastion.ratelimit.ip_limit import client_ip
 from bastion.ratelimit.limiter import Decision
 from bastion.sessions import InvalidSession
 
+AddressKey = Callable[[str], str]
+"""The per-IP limits' key of a client address (an IPv6 client's /64): a 429 is recorded at most
+once a second per such key, so rotating through one's own /64 cannot write a row per request."""
+
 
 class RefusalObserver:
     """Turns refusals into events; installed as the error handlers' observer."""
 
-    def __init__(self, audit: AuditRecorder, metrics: Metrics) -> None:
+    def __init__(self, audit: AuditRecorder, metrics: Metrics, keys: AddressKey = str) -> None:
         self._audit = audit
         self._metrics = metrics
+        self._keys = keys
 
     async def __call__(self, request: Request, exc: BastionError) -> None:
         if isinstance(exc, RateLimited):
@@ -57,7 +64,7 @@ class RefusalObserver:
         context = current_request.get()
         await self._audit.record_throttled(
             event,
-            f"{actor or (context.ip if context else '')}|{route}",
+            f"{actor or (self._keys(context.ip) if context and context.ip else '')}|{route}",
             outcome=Outcome.DENIED,
             actor=actor,
             subject=route,
@@ -91,16 +98,17 @@ def _event_for(exc: BastionError) -> EventType | None:
 class IPLimitObserver:
     """Records the edge's own 429s (per-IP limit), which never reach the error handlers."""
 
-    def __init__(self, audit: AuditRecorder, metrics: Metrics) -> None:
+    def __init__(self, audit: AuditRecorder, metrics: Metrics, keys: AddressKey = str) -> None:
         self._audit = audit
         self._metrics = metrics
+        self._keys = keys
 
     async def __call__(self, scope: Scope, decision: Decision) -> None:
         self._metrics.rate_limited.labels(decision.policy.name).inc()
         ip = client_ip(scope)
         await self._audit.record_throttled(
             EventType.RATE_LIMITED,
-            f"ip|{ip}",
+            f"ip|{self._keys(ip)}",
             subject=ip,
             details={"policy": decision.policy.name, "path": scope["path"][:200]},
         )

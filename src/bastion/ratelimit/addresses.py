@@ -4,10 +4,14 @@ An IPv4 address is one client's, as near as a server can tell. An IPv6 one is no
 subscriber is routinely given a whole /64 (RFC 6177, and SLAAC needs one), so keying a limit by
 the full address hands an attacker 2^64 fresh limits, one per address it picks from its own
 prefix, and the limit stops nothing. IPv6 clients are therefore limited per network prefix,
-/64 by default (``BASTION_RATELIMIT_IPV6_PREFIX``; 128 keys by the full address again). An
-IPv4-mapped IPv6 address (``::ffff:192.0.2.1``, as a dual-stack socket reports IPv4 peers) is
-the IPv4 client it maps. Logs and the audit trail keep the full address: only the limit's key
-is grouped.
+/64 by default (``BASTION_RATELIMIT_IPV6_PREFIX``; 128 keys by the full address again).
+
+An IPv6 address that carries an IPv4 client is that client: IPv4-mapped (``::ffff:192.0.2.1``,
+as a dual-stack socket reports IPv4 peers), NAT64's well-known prefix (``64:ff9b::/96``, RFC
+6052: every IPv4 client behind the translator would otherwise share one /64, and one attacker
+lock the login of all of them), 6to4 (``2002::/16``: one IPv4 address would otherwise own 2^16
+/64s) and Teredo (``2001::/32``: the clients of one Teredo server would share a /64). Logs and
+the audit trail keep the full address: only the limit's key is grouped.
 """
 
 from __future__ import annotations
@@ -39,7 +43,23 @@ class LimitKeys:
             parsed = ipaddress.IPv6Address(address.split("%", 1)[0])  # no zone: one host
         except ValueError:
             return address
-        if parsed.ipv4_mapped is not None:
-            return str(parsed.ipv4_mapped)
+        if (client := _embedded_ipv4(parsed)) is not None:
+            return str(client)
         network = ipaddress.IPv6Network((parsed, self.ipv6_prefix), strict=False)
         return str(network)
+
+
+NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 client an IPv6 address stands for, if it stands for one."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address in NAT64_WELL_KNOWN:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]  # (server, client): the client's public address
+    return None

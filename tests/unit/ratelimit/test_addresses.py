@@ -39,3 +39,15 @@ def test_a_zone_names_no_other_host_and_garbage_stays_as_it_is() -> None:
     assert keys("fe80::1%eth0") == keys("fe80::2") == "fe80::/64"
     assert keys("unknown") == "unknown"
     assert keys("not:an:address") == "not:an:address"
+
+
+def test_an_address_carrying_an_ipv4_client_is_that_client() -> None:
+    keys = LimitKeys()
+    # NAT64's well-known prefix: each IPv4 client behind the translator keeps its own key
+    assert keys("64:ff9b::c633:6401") == "198.51.100.1"
+    assert keys("64:ff9b::cb00:7109") == "203.0.113.9"
+    # 6to4: the subnet field no longer buys an IPv4 address 2^16 keys
+    assert keys("2002:c633:6402:1::1") == keys("2002:c633:6402:ffff::1") == "198.51.100.2"
+    # Teredo: the client's own (de-obfuscated) public address, not its server's /64
+    teredo = "2001:0:4136:e378:8000:63bf:3fff:fdd2"
+    assert keys(teredo) == "192.0.2.45"
