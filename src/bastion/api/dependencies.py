@@ -134,16 +134,13 @@ def require(
 
     async def authenticated_principal(request: Request) -> Principal:
         scope = request.scope
-        granted = scope.get(GRANTED)
-        if (
-            granted is not None
-            and (found := granted.get(authenticated_principal, _NONE)) is not _NONE
-        ):
+        granted = scope.setdefault(GRANTED, {})
+        if (found := granted.get(authenticated_principal, _NONE)) is not _NONE:
             return found  # type: ignore[no-any-return]  # an override's value may be anything
         bastion = bastion_of(request)
         query_key = request.query_params.get("api_key") if read_query else None
         principal = await bastion.authenticator.authenticate(
-            credential_headers(request.scope["headers"]),
+            credential_headers(scope["headers"]),
             accepted,
             method=request.method,
             query_api_key=query_key,
@@ -157,8 +154,6 @@ def require(
         if route_policy is not None:
             await enforce(request, route_policy, f"{route_template(request)}|{principal.subject}")
         requirement.check(principal)
-        if granted is None:
-            granted = scope[GRANTED] = {}
         granted[authenticated_principal] = principal
         return principal
 
@@ -265,15 +260,13 @@ async def enforce(
 ) -> None:
     """Count this request under ``policy``; 429 when over (the fields are added at the edge)."""
     scope = request.scope
-    counted: set[str] | None = scope.get(COUNTED)
+    counted: set[str] = scope.setdefault(COUNTED, set())
     storage_key = policy.storage_key(key)
-    if counted is not None and storage_key in counted:
+    if storage_key in counted:
         return  # this request already counts here (two require()s on one route, say)
     bastion = bastion_of(request)
     mode = on_error or bastion.settings.ratelimit_on_error or "open"
     decision = await bastion.limiter.hit(policy, key, on_error=mode)
-    if counted is None:
-        counted = scope[COUNTED] = set()
     counted.add(storage_key)
     record(scope, decision)
     if not decision.is_allowed:
