@@ -8,6 +8,8 @@ where its absence is a failure (the CI machine has one on 127.0.0.1:5432).
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -43,6 +45,27 @@ LOOSE_LIMITS: dict[str, Any] = {
     "ratelimit_principal": "100000/minute",
     "ratelimit_login": "1000/minute",
 }
+
+
+async def one_turn() -> None:
+    """Let the event loop turn once: a request's log line and counters are written when the
+    turn it ended in is over (a real client's next read always comes after that), so a test
+    reading them in-process, right after an in-process request, waits for that turn."""
+    await asyncio.sleep(0)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """For a test that configures logging itself: the configuration before it, put back."""
+    saved, handlers = structlog.get_config(), logging.getLogger().handlers[:]
+    yield
+    structlog.configure(**saved)
+    logging.getLogger().handlers[:] = handlers
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """The JSON lines of captured output (Bastion's production log format)."""
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
 def _asyncpg_dsn(url: str) -> str:

@@ -83,6 +83,8 @@ class Bastion:
             timeout=settings.database_timeout,
         )
         self.metrics = Metrics(settings.prometheus_multiproc_dir)
+        self.request_log = RequestLog(self.metrics)
+        """Every request's log line and counters, written once per turn of the event loop."""
         self.audit = AuditRecorder(self.db, self.metrics)
         self.hasher = PasswordHasher(
             time_cost=settings.argon2_time_cost,
@@ -209,6 +211,7 @@ class Bastion:
                 await asyncio.to_thread(stop_metrics)
             await self.api_keys.flush_last_used()
             await self.db.dispose()
+            self.request_log.flush()  # the last requests' lines, before the loop closes
 
     def _announce_weakened_protections(self) -> None:
         """Every protection a setting turned off is said once at start (STYLE §3.8)."""
@@ -269,7 +272,7 @@ class Bastion:
                 on_error=self.settings.ratelimit_on_error or "open",
                 on_refused=IPLimitObserver(self.audit, self.metrics, self.limit_keys),
             ),
-            observer=RequestLog(self.metrics),
+            observer=self.request_log,
         )
 
     def require(

@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import MutableMapping
+import threading
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 import structlog
@@ -57,8 +59,7 @@ def configure_logging(settings: BastionSettings, *, forward_stdlib: bool = True)
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        # one write per line: PrintLogger's print() makes two on an unbuffered stderr
-        logger_factory=structlog.WriteLoggerFactory(sys.stderr),
+        logger_factory=LineWriterFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
     if forward_stdlib:
@@ -93,6 +94,68 @@ def _stamp_utc(
     """The time of the line, as RFC 3339 in UTC once rendered (``2026-12-02T15:55:01.123Z``)."""
     event_dict["timestamp"] = datetime.now(UTC)
     return event_dict
+
+
+class LineWriter:
+    """The end of Bastion's pipeline: each rendered line written to the stream, whole, in one
+    write (``PrintLogger``'s ``print()`` makes two on an unbuffered stderr). Lines rendered
+    inside :func:`write_together` wait and leave in one write with the others: the request log
+    writes a turn of the event loop's lines so, one system call instead of one per request,
+    which measured ~8 µs a request on the benchmark's public route. One writer, and one lock,
+    for every logger on the stream (structlog's own gives each logger a lock of its own, which
+    keeps no two loggers' lines apart)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def msg(self, message: str) -> None:
+        held: dict[LineWriter, list[str]] | None = getattr(_together, "lines", None)
+        if held is not None:
+            held.setdefault(self, []).append(message)
+            return
+        self.write_lines([message])
+
+    log = debug = info = warn = warning = err = error = critical = exception = fatal = msg
+
+    def write_lines(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        text = "\n".join(lines) + "\n"
+        with self._lock:
+            self._stream.write(text)
+            self._stream.flush()
+
+
+class LineWriterFactory:
+    """structlog's ``logger_factory``: the same :class:`LineWriter` for every logger."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.writer = LineWriter(stream)
+
+    def __call__(self, *_args: Any) -> LineWriter:
+        return self.writer
+
+
+_together = threading.local()
+
+
+@contextmanager
+def write_together() -> Iterator[None]:
+    """Hold the lines this thread renders through a :class:`LineWriter` and write each
+    writer's in one go at the end, an exception's included; other threads' lines, and lines
+    that end elsewhere (an app's own logging setup, a test's capture), are not held."""
+    if getattr(_together, "lines", None) is not None:  # already held, by an outer call
+        yield
+        return
+    held: dict[LineWriter, list[str]] = {}
+    _together.lines = held
+    try:
+        yield
+    finally:
+        _together.lines = None
+        for writer, lines in held.items():
+            writer.write_lines(lines)
 
 
 class StructlogHandler(logging.Handler):

@@ -30,7 +30,7 @@ from bastion.logs import configure_logging
 from bastion.settings import BastionSettings
 from bastion.storage.models import AuditEventRow, RefreshFamily, User
 from bastion.storage.models import Session as SessionRow
-from tests.conftest import Harness, make_settings, open_harness
+from tests.conftest import Harness, make_settings, one_turn, open_harness
 from tests.integration.helpers import RFC3339_UTC, assert_problem, bearer
 
 ROOT_PASSWORD = "the admin's own passphrase, long enough"
@@ -562,6 +562,7 @@ async def test_security_event_counters_move_with_the_events(harness: Harness) ->
 async def test_request_counters_count_every_request_of_the_session(harness: Harness) -> None:
     metrics = harness.bastion.metrics
     script = await run_scripted_session(harness)
+    await one_turn()
     wanted = Counter((s.method, s.route, str(s.response.status_code)) for s in script.steps)
     got = {
         labels: counter(

@@ -18,7 +18,7 @@ from sqlalchemy import select, text
 
 from bastion.audit.events import EventType
 from bastion.storage.models import AuditEventRow, Base
-from tests.conftest import Harness, open_harness
+from tests.conftest import Harness, one_turn, open_harness
 from tests.integration.helpers import bearer
 from tests.integration.test_audit_trail import (
     ALICE_PASSWORD,
@@ -160,6 +160,7 @@ async def test_every_request_is_logged_by_route_template_without_its_query(
         for path, route in (("/items", "/items"), ("/items/12345", "/items/{item_id}")):
             response = await harness.client.get(path, params=query, headers=headers)
             responses.append((route, response))
+        await one_turn()
         logged = [line for line in logs.lines() if line.get("event") == "request"]
     by_id = {line.get("request_id"): line for line in logged}
     for route, response in responses:

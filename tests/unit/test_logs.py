@@ -4,9 +4,11 @@ last-resort handler."""
 
 from __future__ import annotations
 
-import json
+import asyncio
+import io
 import logging
-from collections.abc import Iterator
+import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,22 +17,11 @@ import structlog
 
 from bastion.api_keys import new_api_key, new_key_id
 from bastion.audit.redact import REDACTED
-from bastion.logs import StructlogHandler, configure_logging
+from bastion.logs import LineWriterFactory, StructlogHandler, configure_logging, write_together
 from bastion.settings import BastionSettings
+from tests.conftest import json_lines
 
 API_KEY = new_api_key(new_key_id())
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    saved, handlers = structlog.get_config(), logging.getLogger().handlers[:]
-    yield
-    structlog.configure(**saved)
-    logging.getLogger().handlers[:] = handlers
-
-
-def json_lines(text: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
 @pytest.mark.usefixtures("restore_logging")
@@ -155,3 +146,83 @@ def test_the_request_line_is_written_when_loggers_are_cached(
     assert [line["request_id"] for line in lines] == ["r-1", "r-2"]
     assert lines[0]["client_ip"] == "203.0.113.7"
     assert lines[0]["status"] == 200
+
+
+class CountingStream(io.StringIO):
+    """A text stream that counts its writes: each is a system call on a real one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def test_lines_rendered_together_leave_in_one_write() -> None:
+    stream = CountingStream()
+    writer = LineWriterFactory(stream)()
+    with write_together():
+        for n in range(5):
+            writer.info(f"line {n}")
+        assert stream.getvalue() == ""  # held until the end
+    assert stream.getvalue().splitlines() == [f"line {n}" for n in range(5)]
+    assert stream.writes == 1
+    writer.info("alone")
+    assert stream.writes == 2
+    assert stream.getvalue().endswith("line 4\nalone\n")
+
+
+def test_lines_held_when_an_exception_ends_the_batch_are_still_written() -> None:
+    stream = CountingStream()
+    writer = LineWriterFactory(stream)()
+
+    def fails_after_a_line() -> None:
+        with write_together():
+            writer.info("before the failure")
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        fails_after_a_line()
+    assert stream.getvalue() == "before the failure\n"
+
+
+def test_another_threads_lines_are_not_held() -> None:
+    stream = CountingStream()
+    writer = LineWriterFactory(stream)()
+    with write_together():
+        writer.info("held")
+        thread = threading.Thread(target=writer.info, args=("from a worker",))
+        thread.start()
+        thread.join()
+        assert stream.getvalue() == "from a worker\n"
+    assert stream.getvalue() == "from a worker\nheld\n"
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_turn_of_request_lines_is_one_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bastion.audit.metrics import Metrics
+    from bastion.audit.requests import RequestLog
+
+    stream = CountingStream()
+    monkeypatch.setattr(sys, "stderr", stream)
+    configure_logging(BastionSettings(log_format="json"), forward_stdlib=False)
+    log = RequestLog(Metrics())
+
+    async def a_turn_of_requests() -> None:
+        for n in range(20):
+            scope: dict[str, Any] = {
+                "type": "http",
+                "method": "GET",
+                "path": "/x",
+                "headers": [],
+                "state": {"request_id": f"r-{n}", "client_ip": "203.0.113.7"},
+            }
+            log.end(scope, log.begin(scope), 200, 0.001)
+        await asyncio.sleep(0)
+
+    asyncio.run(a_turn_of_requests())
+    lines = [line for line in json_lines(stream.getvalue()) if line["event"] == "request"]
+    assert [line["request_id"] for line in lines] == [f"r-{n}" for n in range(20)]
+    assert stream.writes == 1

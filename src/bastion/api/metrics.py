@@ -16,5 +16,7 @@ router = APIRouter(tags=["metrics"])
 async def metrics(
     request: Request, _reader: Annotated[Principal, require("metrics:read")]
 ) -> Response:
-    collected = bastion_of(request).metrics
+    bastion = bastion_of(request)
+    bastion.request_log.flush()  # the requests that ended in this turn of the loop count too
+    collected = bastion.metrics
     return Response(collected.exposition(), media_type=collected.content_type)

@@ -4,20 +4,34 @@ layer (:class:`bastion.edge.middleware.RequestObserver`), not as a layer of its 
 
 The line names the route *template* (``/items/{item_id}``), never the raw path or query string,
 so ids and ``?api_key=`` values cannot reach the log, and metric labels stay few.
+
+Both are written once per turn of the event loop, for every request that ended in it, rather
+than as each request ends: in one loop after the turn's requests, where the code runs warm,
+instead of inside each, where every step of it found the caches cold from the rest of the
+request; the turn's lines leave in one write (:func:`bastion.logs.write_together`). Measured on
+the benchmark's public route (server CPU per request, one pinned core, 2026-12-04): 180 µs
+written inside each request, 153 µs written per turn, 139 µs with no line at all. A line is
+late by one turn of the loop (well under a millisecond under load); each is written in the
+context its request ended in, so contextvars bound by the app still reach it; a scrape of
+``/metrics`` and the server's shutdown write what is pending first.
 """
 
 from __future__ import annotations
 
-from contextvars import Token
-from typing import Any
+import asyncio
+from contextvars import Context, Token, copy_context
+from threading import get_ident
+from typing import Any, NamedTuple
 
 import structlog
 from starlette.types import Scope
 
 from bastion.audit.events import RequestContext, current_request
 from bastion.audit.metrics import Metrics
+from bastion.logs import write_together
 
-logger = structlog.get_logger("bastion.request")
+LOGGER_NAME = "bastion.request"
+logger = structlog.get_logger(LOGGER_NAME)
 
 UNMATCHED = "<unmatched>"
 
@@ -29,10 +43,30 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+class _Ended(NamedTuple):
+    """What a request leaves for its line and counters: plain values, not its scope."""
+
+    context: Context
+    method: str
+    route: str
+    status: int
+    seconds: float
+    request_id: str | None
+    principal: str | None
+    client_ip: str | None
+
+
 class RequestLog:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
         self._logger: Any = None
+        self._pending: list[_Ended] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        """The loop requests last ended on, and its thread."""
+        self._flush_on: asyncio.AbstractEventLoop | None = None
+        """The loop a flush is scheduled on; another loop (the first one gone, its scheduled
+        flush with it, as a test client's portal closes) schedules its own."""
 
     def _line_logger(self) -> Any:
         """The logger for the request line, assembled once when structlog caches loggers on
@@ -43,7 +77,8 @@ class RequestLog:
         if self._logger is not None:
             return self._logger
         if structlog.get_config().get("cache_logger_on_first_use"):
-            self._logger = logger.bind()
+            # from a proxy of its own: the module's caches itself for good on first use
+            self._logger = structlog.get_logger(LOGGER_NAME).bind()
             return self._logger
         return logger
 
@@ -62,17 +97,55 @@ class RequestLog:
         context = current_request.get()
         if isinstance(began, Token):
             current_request.reset(began)
-        route = getattr(scope.get("route"), "path", None) or UNMATCHED
-        method = scope["method"]
-        self.metrics.observe_request(method, route, status, seconds)
         principal = scope.get("state", {}).get("principal")
-        self._line_logger().info(
-            "request",
-            method=method,
-            route=route,
-            status=status,
-            duration_ms=round(seconds * 1000, 2),
-            request_id=context.request_id if context else None,
-            principal=getattr(principal, "subject", None),
-            client_ip=context.ip if context else None,
+        self._pending.append(
+            _Ended(
+                copy_context(),  # O(1): contexts are immutable mappings
+                scope["method"],
+                getattr(scope.get("route"), "path", None) or UNMATCHED,
+                status,
+                seconds,
+                context.request_id if context else None,
+                getattr(principal, "subject", None),
+                context.ip if context else None,
+            )
         )
+        loop = self._loop
+        if loop is None or self._loop_thread != get_ident() or not loop.is_running():
+            # asked only when the loop may have changed: asking is a getpid() system call
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # called outside a server: written at once
+                self.flush()
+                return
+            self._loop, self._loop_thread = loop, get_ident()
+        if self._flush_on is not loop:
+            self._flush_on = loop
+            # an empty context: the flush itself must not run in the first request's
+            loop.call_soon(self.flush, context=Context())
+
+    def flush(self) -> None:
+        """Count and log every request ended since the last flush, in the order they ended."""
+        self._flush_on = None
+        pending, self._pending = self._pending, []
+        line = self._line_logger()
+        with write_together():
+            for ended in pending:
+                self._write(line, ended)
+
+    def _write(self, line: Any, ended: _Ended) -> None:
+        try:
+            self.metrics.observe_request(ended.method, ended.route, ended.status, ended.seconds)
+            ended.context.run(
+                line.info,
+                "request",
+                method=ended.method,
+                route=ended.route,
+                status=ended.status,
+                duration_ms=round(ended.seconds * 1000, 2),
+                request_id=ended.request_id,
+                principal=ended.principal,
+                client_ip=ended.client_ip,
+            )
+        except Exception:  # one request's failure must not lose the others' lines
+            line.exception("request_log_failed", request_id=ended.request_id)

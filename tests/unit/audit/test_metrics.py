@@ -23,7 +23,7 @@ from bastion.audit.metrics import LATENCY_BUCKETS, Metrics
 from bastion.audit.requests import UNMATCHED, RequestLog
 from bastion.edge.middleware import EdgeMiddleware
 from bastion.settings import BastionSettings
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, one_turn
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -274,6 +274,7 @@ async def test_requests_are_counted_by_method_route_template_and_status(
     assert (await client.get("/items/abc")).status_code == 422
     assert (await client.get("/nowhere")).status_code == 404
     assert (await client.post("/items/1")).status_code == 405
+    await one_turn()
 
     def count(method: str, route: str, status: str) -> float:
         return sample(metrics, "bastion_requests_total", method=method, route=route, status=status)
@@ -294,6 +295,7 @@ async def test_an_unexpected_failure_is_counted_as_a_500(
 ) -> None:
     response = await client.get("/boom")
     assert response.status_code == 500
+    await one_turn()
     assert sample(metrics, "bastion_requests_total", method="GET", route="/boom", status="500") == 1
 
 
@@ -302,6 +304,7 @@ async def test_each_request_is_logged_by_template_without_query_or_raw_path(
 ) -> None:
     with capture_logs() as logs:
         await client.get("/items/31337", params={"api_key": "bst_secret", "password": "hunter2"})
+        await one_turn()
     [line] = [entry for entry in logs if entry["event"] == "request"]
     assert line["method"] == "GET"
     assert line["route"] == "/items/{item_id}"
@@ -352,6 +355,7 @@ async def test_the_edges_own_answers_are_logged_and_counted_too(
     and the counters (one line per request, SPEC §6)."""
     with capture_logs() as logs:
         response = await client.get("/items/1", headers={"Host": "evil.example"})
+        await one_turn()
     assert response.status_code == 400
     [line] = [entry for entry in logs if entry["event"] == "request"]
     assert (line["status"], line["route"], line["request_id"]) == (400, UNMATCHED, "req-0001")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import random
 import re
 
 import pytest
@@ -62,3 +64,30 @@ def test_a_missing_header_gets_a_generated_id() -> None:
 
 def test_generated_ids_are_unique() -> None:
     assert len({request_id_from_header(None) for _ in range(1000)}) == 1000
+
+
+def test_a_forked_child_makes_other_ids_than_its_parent() -> None:
+    """A pre-forking server (gunicorn's workers) forks after import: without a new seed in the
+    child, every worker would make the same ids as the parent, and as each other."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        os.write(write, request_id_from_header(None).encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    assert GENERATED.fullmatch(child)
+    assert child != request_id_from_header(None)
+
+
+def test_ids_leave_the_shared_random_generator_alone() -> None:
+    """Ids are shown to clients: made from ``random``'s shared generator, enough of them would
+    give away what every other user of it in the process draws next."""
+    random.seed(7)
+    expected = [random.random() for _ in range(3)]
+    random.seed(7)
+    for _ in range(10):
+        request_id_from_header(None)
+    assert [random.random() for _ in range(3)] == expected

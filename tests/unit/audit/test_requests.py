@@ -1,0 +1,137 @@
+"""The request log (SPEC §6): a line and a count for every request, written once the turn of the
+event loop it ended in is over, each line in the context of its own request."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+import structlog
+from fastapi import FastAPI
+
+from bastion.audit.metrics import Metrics
+from bastion.audit.requests import RequestLog
+from bastion.edge.middleware import EdgeMiddleware
+from bastion.logs import configure_logging
+from bastion.settings import BastionSettings
+from tests.conftest import TEST_SECRET, json_lines, one_turn
+
+pytestmark = pytest.mark.usefixtures("restore_logging")
+
+
+def tenant_app(log: RequestLog) -> FastAPI:
+    """A route that binds a structlog context variable, as an app tags its requests, and
+    yields to the loop halfway, so that concurrent requests interleave."""
+    app = FastAPI()
+
+    @app.get("/tenants/{tenant}")
+    async def tenant(tenant: str) -> dict[str, str]:
+        structlog.contextvars.bind_contextvars(tenant=tenant)
+        await asyncio.sleep(0)
+        return {"tenant": tenant}
+
+    settings = BastionSettings(secret_key=TEST_SECRET)
+    app.add_middleware(EdgeMiddleware, settings=settings, observer=log)
+    return app
+
+
+def request_lines(err: str) -> list[dict[str, Any]]:
+    return [line for line in json_lines(err) if line["event"] == "request"]
+
+
+def a_request(request_id: str) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "method": "GET",
+        "path": "/x",
+        "headers": [],
+        "state": {"request_id": request_id, "client_ip": "198.51.100.4"},
+    }
+
+
+async def test_requests_ending_together_each_get_their_line_with_their_own_context(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging(BastionSettings(log_format="json"))
+    metrics = Metrics()
+    app = tenant_app(RequestLog(metrics))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        tenants = ("acme", "globex", "initech")
+        responses = await asyncio.gather(
+            *(
+                client.get(f"/tenants/{name}", headers={"X-Request-ID": f"req-{name}"})
+                for name in tenants
+            )
+        )
+        assert [r.status_code for r in responses] == [200, 200, 200]
+        await one_turn()
+    lines = {line["request_id"]: line for line in request_lines(capsys.readouterr().err)}
+    assert sorted(lines) == sorted(f"req-{name}" for name in tenants)
+    for name in tenants:
+        assert lines[f"req-{name}"]["tenant"] == name  # its own, not the first request's
+        assert lines[f"req-{name}"]["route"] == "/tenants/{tenant}"
+    counted = metrics.registry.get_sample_value(
+        "bastion_requests_total", {"method": "GET", "route": "/tenants/{tenant}", "status": "200"}
+    )
+    assert counted == 3
+
+
+def test_lines_left_by_a_loop_that_closed_are_written_by_the_next(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A test client's portal, or any loop, may close with a flush still scheduled on it: the
+    next loop's requests must not wait forever behind it, and the stranded lines come out."""
+    configure_logging(BastionSettings(log_format="json"))
+    log = RequestLog(Metrics())
+    first = asyncio.new_event_loop()
+
+    def end_and_stop() -> None:
+        scope = a_request("r-stranded")
+        log.end(scope, log.begin(scope), 200, 0.001)
+        first.stop()  # the flush this end() scheduled never runs
+
+    first.call_soon(end_and_stop)
+    first.run_forever()
+    first.close()
+    assert request_lines(capsys.readouterr().err) == []
+
+    async def next_loop() -> None:
+        scope = a_request("r-next")
+        log.end(scope, log.begin(scope), 200, 0.001)
+        await one_turn()
+
+    asyncio.run(next_loop())
+    ids = [line["request_id"] for line in request_lines(capsys.readouterr().err)]
+    assert ids == ["r-stranded", "r-next"]
+
+
+def test_a_line_that_fails_does_not_lose_the_others(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(BastionSettings(log_format="json"))
+    metrics = Metrics()
+    log = RequestLog(metrics)
+    calls = 0
+    observe = metrics.observe_request
+
+    def fails_once(*args: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a broken counter")
+        observe(*args)
+
+    metrics.observe_request = fails_once  # type: ignore[method-assign]
+
+    async def two_requests() -> None:
+        for request_id in ("r-1", "r-2"):
+            scope = a_request(request_id)
+            log.end(scope, log.begin(scope), 200, 0.001)
+        await one_turn()
+
+    asyncio.run(two_requests())
+    logged = json_lines(capsys.readouterr().err)
+    assert [line["request_id"] for line in logged if line["event"] == "request"] == ["r-2"]
+    [failure] = [line for line in logged if line["event"] == "request_log_failed"]
+    assert failure["request_id"] == "r-1"
