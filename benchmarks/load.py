@@ -99,6 +99,9 @@ class Result:
     unexpected_statuses: dict[str, int]
     errors: dict[str, int]
     latency_ms: dict[str, float]
+    server_cpu_us: float | None = None
+    """CPU time the server process (and its workers) spent per request during the run, in µs:
+    where the machine's speed moves from run to run, this moves less than requests/s do."""
 
     @property
     def rps(self) -> float:
@@ -121,6 +124,7 @@ class Result:
             "unexpected_statuses": self.unexpected_statuses,
             "errors": self.errors,
             "latency_ms": self.latency_ms,
+            "server_cpu_us": self.server_cpu_us,
             "valid": self.valid,
         }
 

@@ -88,6 +88,7 @@ def summarize(runs: list[Result]) -> dict[str, Any]:
         "p99_ms": round(statistics.median(r.latency_ms["p99"] for r in runs), 2),
         "p99_ms_worst": round(max(r.latency_ms["p99"] for r in runs), 2),
         "requests": sum(r.requests for r in runs),
+        **_cpu_summary(runs),
         "unexpected": unexpected,
         "unexpected_statuses": statuses,
         "socket_errors": socket_errors,
@@ -95,17 +96,29 @@ def summarize(runs: list[Result]) -> dict[str, Any]:
     }
 
 
+def _cpu_summary(runs: list[Result]) -> dict[str, float]:
+    """The server's CPU µs a request: the least of the runs (a busy neighbour or a slow core
+    only ever adds to it) and their median."""
+    cpu = [r.server_cpu_us for r in runs if r.server_cpu_us is not None]
+    if not cpu:
+        return {}
+    return {"cpu_us_min": round(min(cpu), 1), "cpu_us_median": round(statistics.median(cpu), 1)}
+
+
 def add_ratios(variants: dict[str, dict[str, Any]]) -> None:
     """Each variant's median over the baseline's median. An invalid variant keeps its ratio for
     the record, but the table and the targets never count it as met: errors are not speed."""
     base = variants.get("baseline", {}).get("summary", {})
     base_rps = base.get("rps_median") if base.get("valid") else None
+    base_cpu = base.get("cpu_us_min") if base.get("valid") else None
     for entry in variants.values():
         summary = entry["summary"]
         if base_rps and summary.get("runs"):
             summary["ratio"] = round(summary["rps_median"] / base_rps, 3)
         else:
             summary["ratio"] = None
+        cpu = summary.get("cpu_us_min")
+        summary["cpu_ratio"] = round(base_cpu / cpu, 3) if base_cpu and cpu else None
 
 
 def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -183,23 +196,28 @@ def _n(value: float) -> str:
 
 def variants_table(report: dict[str, Any]) -> str:
     lines = [
-        "| variant | req/s (median) | min–max | p50 ms | p99 ms | × baseline |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| variant | req/s (median) | min–max | p50 ms | p99 ms | × baseline"
+        " | server CPU µs/req (least) | × baseline (CPU) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for entry in report["variants"].values():
         s = entry["summary"]
         if entry.get("skipped"):
-            lines.append(f"| {entry['label']} | — | — | — | — | skipped: {entry['skipped']} |")
+            lines.append(
+                f"| {entry['label']} | — | — | — | — | skipped: {entry['skipped']} | — | — |"
+            )
             continue
         if not s.get("runs"):
-            lines.append(f"| {entry['label']} | — | — | — | — | failed |")
+            lines.append(f"| {entry['label']} | — | — | — | — | failed | — | — |")
             continue
         ratio = f"{s['ratio']:.2f}×" if s.get("ratio") is not None else "—"
         if not s["valid"]:
             ratio = f"**invalid** ({ratio}): {_errors(s)}"
+        cpu = f"{s['cpu_us_min']:.0f}" if s.get("cpu_us_min") is not None else "—"
+        cpu_ratio = f"{s['cpu_ratio']:.2f}×" if s.get("cpu_ratio") is not None else "—"
         lines.append(
             f"| {entry['label']} | {_n(s['rps_median'])} | {_n(s['rps_min'])}–{_n(s['rps_max'])}"
-            f" | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} | {ratio} |"
+            f" | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} | {ratio} | {cpu} | {cpu_ratio} |"
         )
     return "\n".join(lines)
 

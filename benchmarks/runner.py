@@ -6,6 +6,7 @@ the machine's load during the run spreads over all variants instead of landing o
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import statistics
@@ -158,7 +159,7 @@ def _throughput(
 
         for round_no in range(1, options.runs + 1):
             for server in servers:
-                result = wrk.run(server.target(), load)
+                result = _measured(server, wrk, load)
                 results[server.variant.name].append(result)
                 log(
                     f"run {round_no}/{options.runs} {server.variant.name}: {result.rps:,.0f} req/s"
@@ -175,6 +176,16 @@ def _throughput(
         entry = report["variants"][name]
         entry["runs"] = [r.as_dict() for r in runs]
         entry["summary"] = rpt.summarize(runs)
+
+
+def _measured(server: Server, wrk: Wrk, load: Load) -> Result:
+    """One measured run, with the server's CPU time per request over it."""
+    before = server.cpu_seconds()
+    result = wrk.run(server.target(), load)
+    after = server.cpu_seconds()
+    if before is None or after is None or not result.requests:
+        return result
+    return dataclasses.replace(result, server_cpu_us=(after - before) / result.requests * 1e6)
 
 
 def _start(server: Server) -> str | None:

@@ -181,6 +181,29 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User and system CPU time of a process and of its live descendants (uvicorn's workers),
+    from ``/proc``; ``None`` where there is no ``/proc`` to read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for child in _children(pid):
+        total += cpu_seconds(child) or 0.0
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found += [int(c) for c in (task / "children").read_text().split()]
+    except OSError:
+        pass
+    return found
+
+
 class Server:
     """One variant's uvicorn process and its data directory."""
 
@@ -285,6 +308,9 @@ class Server:
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+    def cpu_seconds(self) -> float | None:
+        return cpu_seconds(self.process.pid) if self.process is not None else None
 
     def stop(self) -> None:
         self.client.close()
