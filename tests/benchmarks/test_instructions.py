@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
-from benchmarks.instructions import table, totals_of
+from benchmarks.instructions import run_requests, table, totals_of
 
 DUMP = """# callgrind format
 version: 1
@@ -32,3 +34,19 @@ def test_the_table_gives_per_request_counts_and_ratios_to_the_first_case() -> No
     printed = table([("fastapi-hello", 100_000_000), ("bearer", 200_000_000)], requests=300)
     rows = [line.split() for line in printed.splitlines()[1:]]
     assert rows == [["fastapi-hello", "333.3", "1.000×"], ["bearer", "666.7", "0.500×"]]
+
+
+async def test_the_measured_requests_include_the_turns_of_the_loop_they_leave_work_for() -> None:
+    """What a request leaves for the end of its turn (Bastion's request log) runs before the
+    measured requests are over, the loop turning every ``batch`` requests."""
+    loop = asyncio.get_running_loop()
+    ran: list[int] = []
+    ran_before: list[int] = []
+
+    async def one() -> None:
+        ran_before.append(len(ran))
+        loop.call_soon(ran.append, len(ran_before))
+
+    await run_requests(one, 7, 3)
+    assert ran == [1, 2, 3, 4, 5, 6, 7]  # all of it, the last request's too
+    assert ran_before == [0, 0, 0, 3, 3, 3, 6]  # a turn after every third request
