@@ -182,13 +182,13 @@ def free_port() -> int:
 
 
 def cpu_seconds(pid: int) -> float | None:
-    """User and system CPU time of a process and of its live descendants (uvicorn's workers),
-    from ``/proc``; ``None`` where there is no ``/proc`` to read."""
+    """User and system CPU time of a process and of its descendants (uvicorn's workers: the
+    live ones, and those it has reaped), from ``/proc``; ``None`` where there is none."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
     for child in _children(pid):
         total += cpu_seconds(child) or 0.0
     return total

@@ -202,6 +202,7 @@ class Bastion:
         try:
             yield
         finally:
+            self.request_log.flush()  # the last requests' lines, whatever fails below
             # stopped and waited for before the pool closes under them: a poll cut off
             # mid-query while its connection is disposed of can hang the loop's shutdown
             for task in (flusher, syncing):
@@ -211,7 +212,6 @@ class Bastion:
                 await asyncio.to_thread(stop_metrics)
             await self.api_keys.flush_last_used()
             await self.db.dispose()
-            self.request_log.flush()  # the last requests' lines, before the loop closes
 
     def _announce_weakened_protections(self) -> None:
         """Every protection a setting turned off is said once at start (STYLE §3.8)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import select
 import sys
 import threading
 from datetime import UTC, datetime, timedelta
@@ -225,4 +226,29 @@ def test_a_turn_of_request_lines_is_one_write(monkeypatch: pytest.MonkeyPatch) -
     asyncio.run(a_turn_of_requests())
     lines = [line for line in json_lines(stream.getvalue()) if line["event"] == "request"]
     assert [line["request_id"] for line in lines] == [f"r-{n}" for n in range(20)]
-    assert stream.writes == 1
+    assert stream.writes < 5  # twenty lines of ~240 bytes, in writes of at most PIPE_BUF
+
+
+def test_held_lines_leave_in_whole_lines_no_write_over_pipe_buf(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Several workers share one standard error: a pipe keeps a write whole up to PIPE_BUF
+    bytes only, so no write may be longer, nor end inside a line."""
+    written: list[str] = []
+    stream = CountingStream()
+    monkeypatch.setattr(stream, "write", lambda text: written.append(text) or len(text))
+    writer = LineWriterFactory(stream)()
+    lines = [f"{n:03d}" + "é" * 150 for n in range(40)]  # 304 bytes each, 153 characters
+    with write_together():
+        for line in lines:
+            writer.info(line)
+    assert len(written) > 1
+    assert all(len(text.encode()) <= select.PIPE_BUF and text.endswith("\n") for text in written)
+    assert "".join(written).splitlines() == lines
+    big = "x" * (select.PIPE_BUF * 2)
+    written.clear()
+    with write_together():
+        writer.info("before")
+        writer.info(big)
+        writer.info("after")
+    assert written == ["before\n", big + "\n", "after\n"]  # the long one alone, whole

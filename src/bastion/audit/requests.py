@@ -19,6 +19,10 @@ context its request ended in, so contextvars bound by the app still reach it; a 
 from __future__ import annotations
 
 import asyncio
+import os
+import weakref
+from collections import deque
+from contextlib import suppress
 from contextvars import Context, Token, copy_context
 from threading import get_ident
 from typing import Any, NamedTuple
@@ -60,13 +64,21 @@ class RequestLog:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
         self._logger: Any = None
-        self._pending: list[_Ended] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread = 0
-        """The loop requests last ended on, and its thread."""
+        self._pending: deque[_Ended] = deque()
+        """Appended to and drained from one end each: both are atomic, so requests ending on
+        several threads' loops lose nothing to a flush running on another."""
+        self._loop: tuple[asyncio.AbstractEventLoop, int] | None = None
+        """The loop requests last ended on, with its thread's id, as one value."""
         self._flush_on: asyncio.AbstractEventLoop | None = None
         """The loop a flush is scheduled on; another loop (the first one gone, its scheduled
         flush with it, as a test client's portal closes) schedules its own."""
+        _instances.add(self)
+
+    def _forget_the_parents(self) -> None:
+        """In a forked child: the parent's pending requests are the parent's to write, and its
+        loop, which still looks running from here, will never turn in this process."""
+        self._pending.clear()
+        self._loop = self._flush_on = None
 
     def _line_logger(self) -> Any:
         """The logger for the request line, assembled once when structlog caches loggers on
@@ -110,32 +122,40 @@ class RequestLog:
                 context.ip if context else None,
             )
         )
-        loop = self._loop
-        if loop is None or self._loop_thread != get_ident() or not loop.is_running():
+        known = self._loop
+        if known is None or known[1] != get_ident() or not known[0].is_running():
             # asked only when the loop may have changed: asking is a getpid() system call
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:  # called outside a server: written at once
                 self.flush()
                 return
-            self._loop, self._loop_thread = loop, get_ident()
+            self._loop = (loop, get_ident())
+        else:
+            loop = known[0]
         if self._flush_on is not loop:
             self._flush_on = loop
             # an empty context: the flush itself must not run in the first request's
             loop.call_soon(self.flush, context=Context())
 
     def flush(self) -> None:
-        """Count and log every request ended since the last flush, in the order they ended."""
+        """Count and log every request ended since the last flush, in the order they ended.
+        It never raises: a scrape of ``/metrics`` calls it, and must answer even when the log's
+        stream has failed."""
         self._flush_on = None
-        pending, self._pending = self._pending, []
+        pending = self._pending
         line = self._line_logger()
-        with write_together():
-            for ended in pending:
-                self._write(line, ended)
+        with suppress(Exception), write_together():  # the stream failed: nowhere to say so
+            for _ in range(len(pending)):
+                self._write(line, pending.popleft())
 
     def _write(self, line: Any, ended: _Ended) -> None:
+        """One request's count and line, each on its own: a broken counter keeps the line."""
         try:
             self.metrics.observe_request(ended.method, ended.route, ended.status, ended.seconds)
+        except Exception:
+            _report(line, ended, "request_count_failed")
+        try:
             ended.context.run(
                 line.info,
                 "request",
@@ -148,4 +168,20 @@ class RequestLog:
                 client_ip=ended.client_ip,
             )
         except Exception:  # one request's failure must not lose the others' lines
-            line.exception("request_log_failed", request_id=ended.request_id)
+            _report(line, ended, "request_log_failed")
+
+
+def _report(line: Any, ended: _Ended, event: str) -> None:
+    with suppress(Exception):  # logging itself fails: the other requests still go on
+        ended.context.run(line.exception, event, request_id=ended.request_id)
+
+
+_instances: weakref.WeakSet[RequestLog] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for log in list(_instances):
+        log._forget_the_parents()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

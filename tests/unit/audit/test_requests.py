@@ -4,6 +4,10 @@ event loop it ended in is over, each line in the context of its own request."""
 from __future__ import annotations
 
 import asyncio
+import io
+import os
+import sys
+import threading
 from typing import Any
 
 import httpx
@@ -108,7 +112,26 @@ def test_lines_left_by_a_loop_that_closed_are_written_by_the_next(
     assert ids == ["r-stranded", "r-next"]
 
 
-def test_a_line_that_fails_does_not_lose_the_others(capsys: pytest.CaptureFixture[str]) -> None:
+def test_lines_wait_for_the_end_of_the_turn(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(BastionSettings(log_format="json"))
+    log = RequestLog(Metrics())
+
+    async def three_requests_in_one_turn() -> list[dict[str, Any]]:
+        for request_id in ("r-1", "r-2", "r-3"):
+            scope = a_request(request_id)
+            log.end(scope, log.begin(scope), 200, 0.001)
+        during = request_lines(capsys.readouterr().err)
+        await one_turn()
+        return during
+
+    assert asyncio.run(three_requests_in_one_turn()) == []
+    ids = [line["request_id"] for line in request_lines(capsys.readouterr().err)]
+    assert ids == ["r-1", "r-2", "r-3"]
+
+
+def test_a_count_that_fails_loses_neither_its_line_nor_the_others(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     configure_logging(BastionSettings(log_format="json"))
     metrics = Metrics()
     log = RequestLog(metrics)
@@ -132,6 +155,112 @@ def test_a_line_that_fails_does_not_lose_the_others(capsys: pytest.CaptureFixtur
 
     asyncio.run(two_requests())
     logged = json_lines(capsys.readouterr().err)
-    assert [line["request_id"] for line in logged if line["event"] == "request"] == ["r-2"]
-    [failure] = [line for line in logged if line["event"] == "request_log_failed"]
+    assert [line["request_id"] for line in logged if line["event"] == "request"] == ["r-1", "r-2"]
+    [failure] = [line for line in logged if line["event"] == "request_count_failed"]
     assert failure["request_id"] == "r-1"
+    counted = metrics.registry.get_sample_value(
+        "bastion_requests_total", {"method": "GET", "route": "<unmatched>", "status": "200"}
+    )
+    assert counted == 1
+
+
+def test_a_failing_stream_does_not_fail_the_flush(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``/metrics`` flushes before it answers: with the log's stream broken (a closed pipe), the
+    counts are still made and the scrape still answers."""
+
+    class BrokenPipe(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError("the log's reader went away")
+
+    monkeypatch.setattr(sys, "stderr", BrokenPipe())
+    configure_logging(BastionSettings(log_format="json"), forward_stdlib=False)
+    metrics = Metrics()
+    log = RequestLog(metrics)
+
+    async def a_request_then_a_flush() -> None:
+        scope = a_request("r-1")
+        log.end(scope, log.begin(scope), 200, 0.001)
+        log.flush()  # as /metrics does: must not raise
+
+    asyncio.run(a_request_then_a_flush())
+    counted = metrics.registry.get_sample_value(
+        "bastion_requests_total", {"method": "GET", "route": "<unmatched>", "status": "200"}
+    )
+    assert counted == 1
+
+
+def test_requests_ending_on_several_threads_loops_are_all_counted() -> None:
+    """Two loops in two threads (two test clients' portals, an app serving on a second loop)
+    end requests into one log: a flush on one must not lose what the other appends."""
+    metrics = Metrics()
+    log = RequestLog(metrics)
+    per_thread = 5000
+
+    def serve() -> None:
+        async def requests() -> None:
+            for n in range(per_thread):
+                scope = a_request(f"r-{n}")
+                log.end(scope, log.begin(scope), 200, 0.001)
+                if n % 7 == 0:
+                    await one_turn()
+            await one_turn()
+
+        asyncio.run(requests())
+
+    threads = [threading.Thread(target=serve) for _ in range(4)]
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns often: a lost record has its chance
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(switching)
+    log.flush()
+    counted = metrics.registry.get_sample_value(
+        "bastion_requests_total", {"method": "GET", "route": "<unmatched>", "status": "200"}
+    )
+    assert counted == 4 * per_thread
+
+
+def test_a_forked_child_writes_its_own_requests_not_its_parents() -> None:
+    """A pre-forking server forks with requests pending: the child must neither write the
+    parent's (they would be counted twice) nor wait for the parent's loop, which never turns
+    in the child."""
+    read, write = os.pipe()
+    metrics = Metrics()
+    log = RequestLog(metrics)
+
+    async def fork_with_a_request_pending() -> int:
+        scope = a_request("r-parent")
+        log.end(scope, log.begin(scope), 200, 0.001)
+        pid = os.fork()
+        if pid == 0:  # the child, still inside the parent's running loop
+            try:
+
+                async def childs_request() -> None:
+                    scope = a_request("r-child")
+                    log.end(scope, log.begin(scope), 200, 0.001)
+                    await one_turn()
+
+                # the parent's loop is still the running one here: run ours in a thread
+                thread = threading.Thread(target=asyncio.run, args=(childs_request(),))
+                thread.start()
+                thread.join()
+                counted = metrics.registry.get_sample_value(
+                    "bastion_requests_total",
+                    {"method": "GET", "route": "<unmatched>", "status": "200"},
+                )
+                os.write(write, f"{counted}".encode())
+            finally:
+                os._exit(0)
+        await one_turn()
+        return pid
+
+    pid = asyncio.run(fork_with_a_request_pending())
+    os.close(write)
+    os.waitpid(pid, 0)
+    child_counted = os.read(read, 64).decode()
+    os.close(read)
+    assert child_counted == "1.0"  # its own request, and not the parent's
