@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import select
 import sys
 import threading
+import weakref
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -103,13 +105,14 @@ class LineWriter:
     inside :func:`write_together` wait and leave together, in writes of up to ``PIPE_BUF``
     bytes: the request log writes a turn of the event loop's lines so, a system call for about
     seventeen requests instead of one each, which measured ~8 µs a request on the benchmark's
-    public route. One writer, and one lock,
-    for every logger on the stream (structlog's own gives each logger a lock of its own, which
-    keeps no two loggers' lines apart)."""
+    public route. One writer, and one lock, for every logger on the stream (structlog's own
+    gives each logger a lock of its own, which keeps no two loggers' lines apart)."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
+        self._encoding = getattr(stream, "encoding", None) or "utf-8"
         self._lock = threading.Lock()
+        _writers.add(self)
 
     def msg(self, message: str) -> None:
         held: dict[LineWriter, list[str]] | None = getattr(_together, "lines", None)
@@ -130,7 +133,12 @@ class LineWriter:
             chunk: list[str] = []
             size = 0
             for line in lines:
-                length = (len(line) if line.isascii() else len(line.encode())) + 1
+                length = 1 + (
+                    len(line)
+                    if line.isascii()
+                    # as the stream will write it: stderr escapes what it cannot encode
+                    else len(line.encode(self._encoding, "backslashreplace"))
+                )
                 if chunk and size + length > PIPE_BUF:
                     self._write("".join(chunk))
                     chunk, size = [], 0
@@ -142,6 +150,26 @@ class LineWriter:
     def _write(self, text: str) -> None:
         self._stream.write(text)
         self._stream.flush()
+
+
+_writers: weakref.WeakSet[LineWriter] = weakref.WeakSet()
+
+
+def _hold_writers() -> None:
+    """Before a fork: no line is being written, so no writer's lock (held across the write's
+    system call) is copied into the child held, where its next line would wait forever."""
+    for writer in list(_writers):
+        writer._lock.acquire()
+
+
+def _release_writers() -> None:
+    for writer in list(_writers):
+        writer._lock.release()
+
+
+os.register_at_fork(
+    before=_hold_writers, after_in_parent=_release_writers, after_in_child=_release_writers
+)
 
 
 class LineWriterFactory:

@@ -202,7 +202,7 @@ def test_another_threads_lines_are_not_held() -> None:
 
 
 @pytest.mark.usefixtures("restore_logging")
-def test_a_turn_of_request_lines_is_one_write(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_turn_of_request_lines_is_a_few_writes(monkeypatch: pytest.MonkeyPatch) -> None:
     from bastion.audit.metrics import Metrics
     from bastion.audit.requests import RequestLog
 
@@ -238,11 +238,11 @@ def test_held_lines_leave_in_whole_lines_no_write_over_pipe_buf(
     stream = CountingStream()
     monkeypatch.setattr(stream, "write", lambda text: written.append(text) or len(text))
     writer = LineWriterFactory(stream)()
-    lines = [f"{n:03d}" + "é" * 150 for n in range(40)]  # 304 bytes each, 153 characters
+    lines = [f"{n:03d}" + "é" * 126 + "x" for n in range(40)]  # 256 bytes, 130 characters
     with write_together():
         for line in lines:
             writer.info(line)
-    assert len(written) > 1
+    assert len(written) == 3  # fifteen lines and their newlines a write: 3,855 bytes
     assert all(len(text.encode()) <= select.PIPE_BUF and text.endswith("\n") for text in written)
     assert "".join(written).splitlines() == lines
     big = "x" * (select.PIPE_BUF * 2)
@@ -252,3 +252,16 @@ def test_held_lines_leave_in_whole_lines_no_write_over_pipe_buf(
         writer.info(big)
         writer.info("after")
     assert written == ["before\n", big + "\n", "after\n"]  # the long one alone, whole
+
+
+def test_a_line_the_stream_must_escape_is_written_not_raised() -> None:
+    """A lone surrogate (a client's ``\\udcff`` in a JSON body, logged) is escaped by stderr
+    itself; measuring the line must not be where it fails, nor lose the lines held with it."""
+    stream = CountingStream()
+    writer = LineWriterFactory(stream)()
+    with write_together():
+        writer.info("before")
+        writer.info("bad \udcff")
+        writer.info("after")
+    writer.info("alone \udcff")
+    assert stream.getvalue().splitlines() == ["before", "bad \udcff", "after", "alone \udcff"]

@@ -144,10 +144,14 @@ class RequestLog:
         stream has failed."""
         self._flush_on = None
         pending = self._pending
-        line = self._line_logger()
         with suppress(Exception), write_together():  # the stream failed: nowhere to say so
+            line = self._line_logger()
             for _ in range(len(pending)):
-                self._write(line, pending.popleft())
+                try:
+                    ended = pending.popleft()
+                except IndexError:  # a flush on another thread's loop took the rest
+                    break
+                self._write(line, ended)
 
     def _write(self, line: Any, ended: _Ended) -> None:
         """One request's count and line, each on its own: a broken counter keeps the line."""

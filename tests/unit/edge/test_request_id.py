@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from bastion.edge.request_id import request_id_from_header
+from bastion.edge.request_id import _ids, request_id_from_header
 
 GENERATED = re.compile(r"[0-9a-f]{32}")
 
@@ -70,7 +70,10 @@ def test_generated_ids_are_unique_across_draws() -> None:
 def test_a_forked_child_makes_other_ids_than_its_parent() -> None:
     """A pre-forking server (gunicorn's workers) forks after import: a child drawing from what
     its parent drew would repeat the parent's ids, and every other child's."""
-    request_id_from_header(None)  # the parent has ids drawn and not yet used
+    request_id_from_header(None)
+    if _ids._next >= len(_ids._drawn):  # the draw ran out: start the next one
+        request_id_from_header(None)
+    assert _ids._next < len(_ids._drawn)  # the parent has ids drawn and not yet used
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child
