@@ -94,8 +94,11 @@ def _encode_json(event_dict: object, **_options: object) -> str:
 def _stamp_utc(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """The time of the line, as RFC 3339 in UTC once rendered (``2026-12-02T15:55:01.123Z``)."""
-    event_dict["timestamp"] = datetime.now(UTC)
+    """The time of the line, as RFC 3339 in UTC once rendered (``2026-12-02T15:55:01.123Z``);
+    a line written after the fact (the request log's, at the end of the loop's turn) brings
+    the time of what it tells."""
+    if "timestamp" not in event_dict:
+        event_dict["timestamp"] = datetime.now(UTC)
     return event_dict
 
 

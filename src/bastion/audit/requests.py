@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import weakref
 from collections import deque
 from contextlib import suppress
 from contextvars import Context, Token, copy_context
+from datetime import UTC, datetime
 from threading import get_ident
 from typing import Any, NamedTuple
 
@@ -32,7 +34,7 @@ from starlette.types import Scope
 
 from bastion.audit.events import RequestContext, current_request
 from bastion.audit.metrics import Metrics
-from bastion.logs import write_together
+from bastion.logs import LineWriterFactory, write_together
 
 LOGGER_NAME = "bastion.request"
 logger = structlog.get_logger(LOGGER_NAME)
@@ -58,6 +60,8 @@ class _Ended(NamedTuple):
     request_id: str | None
     principal: str | None
     client_ip: str | None
+    ended_at: float
+    """Epoch seconds: the line's time is the request's end, not the flush's."""
 
 
 class RequestLog:
@@ -120,6 +124,7 @@ class RequestLog:
                 context.request_id if context else None,
                 getattr(principal, "subject", None),
                 context.ip if context else None,
+                time.time(),
             )
         )
         known = self._loop
@@ -146,14 +151,16 @@ class RequestLog:
         pending = self._pending
         with suppress(Exception), write_together():  # the stream failed: nowhere to say so
             line = self._line_logger()
+            # Bastion's own pipeline keeps a time it is given; another may not render one
+            stamped = isinstance(structlog.get_config().get("logger_factory"), LineWriterFactory)
             for _ in range(len(pending)):
                 try:
                     ended = pending.popleft()
                 except IndexError:  # a flush on another thread's loop took the rest
                     break
-                self._write(line, ended)
+                self._write(line, ended, stamped)
 
-    def _write(self, line: Any, ended: _Ended) -> None:
+    def _write(self, line: Any, ended: _Ended, stamped: bool) -> None:
         """One request's count and line, each on its own: a broken counter keeps the line."""
         try:
             self.metrics.observe_request(ended.method, ended.route, ended.status, ended.seconds)
@@ -170,6 +177,7 @@ class RequestLog:
                 request_id=ended.request_id,
                 principal=ended.principal,
                 client_ip=ended.client_ip,
+                **({"timestamp": datetime.fromtimestamp(ended.ended_at, UTC)} if stamped else {}),
             )
         except Exception:  # one request's failure must not lose the others' lines
             _report(line, ended, "request_log_failed")

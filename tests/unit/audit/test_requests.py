@@ -9,6 +9,8 @@ import os
 import signal
 import sys
 import threading
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -264,3 +266,24 @@ def test_a_forked_child_writes_its_own_requests_not_its_parents() -> None:
     child_counted = os.read(read, 64).decode()
     os.close(read)
     assert child_counted == "1.0"  # its own request, and not the parent's
+
+
+def test_a_line_written_after_its_turn_tells_when_the_request_ended(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A handler that blocks the loop delays the flush, not the time the line gives."""
+    configure_logging(BastionSettings(log_format="json"))
+    log = RequestLog(Metrics())
+
+    async def a_request_then_a_blocked_loop() -> datetime:
+        scope = a_request("r-1")
+        log.end(scope, log.begin(scope), 200, 0.001)
+        ended = datetime.now(UTC)
+        time.sleep(0.3)  # noqa: ASYNC251 - the blocking handler this test is about
+        await one_turn()
+        return ended
+
+    ended = asyncio.run(a_request_then_a_blocked_loop())
+    [line] = request_lines(capsys.readouterr().err)
+    stamped = datetime.fromisoformat(line["timestamp"].replace("Z", "+00:00"))
+    assert abs((stamped - ended).total_seconds()) < 0.1
