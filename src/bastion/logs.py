@@ -102,6 +102,9 @@ def _stamp_utc(
     return event_dict
 
 
+PIPE_BUF = getattr(select, "PIPE_BUF", 512)  # POSIX's least where the platform says none
+
+
 class LineWriter:
     """The end of Bastion's pipeline: each rendered line written to the stream, whole, in one
     write (``PrintLogger``'s ``print()`` makes two on an unbuffered stderr). Lines rendered
@@ -158,16 +161,22 @@ class LineWriter:
 _writers: weakref.WeakSet[LineWriter] = weakref.WeakSet()
 
 
+_held_at_fork: list[LineWriter] = []
+
+
 def _hold_writers() -> None:
     """Before a fork: no line is being written, so no writer's lock (held across the write's
     system call) is copied into the child held, where its next line would wait forever."""
-    for writer in list(_writers):
+    _held_at_fork[:] = list(_writers)
+    for writer in _held_at_fork:
         writer._lock.acquire()
 
 
 def _release_writers() -> None:
-    for writer in list(_writers):
+    """The locks taken before the fork, exactly: a writer made meanwhile holds none."""
+    for writer in _held_at_fork:
         writer._lock.release()
+    _held_at_fork.clear()
 
 
 os.register_at_fork(
@@ -185,7 +194,6 @@ class LineWriterFactory:
         return self.writer
 
 
-PIPE_BUF = getattr(select, "PIPE_BUF", 512)  # POSIX's least where the platform says none
 _together = threading.local()
 
 
