@@ -26,7 +26,7 @@ from bastion.passwords import PasswordHasher
 from bastion.storage.db import Database
 from bastion.storage.repositories.refresh_tokens import RefreshTokenRepository
 from bastion.storage.repositories.sessions import SessionRepository
-from bastion.storage.repositories.users import UsernameTaken, UserRepository, by_username
+from bastion.storage.repositories.users import UsernameTaken, UserRepository, login_columns
 from bastion.user_state import UserState, UserStateCache
 from bastion.usernames import InvalidUsername, normalize_username
 
@@ -161,8 +161,13 @@ class Accounts:
 
         def read(session: Session) -> tuple[bool, tuple[UserState, str] | None]:
             has_failures = self._lockout.check_in(session, name)
-            user = session.execute(by_username(name)).scalar_one_or_none()
-            return has_failures, (UserState.of(user), user.password_hash) if user else None
+            row = login_columns(session, name)
+            if row is None:
+                return has_failures, None
+            state = UserState.from_columns(
+                row.id, row.username, row.roles, row.disabled, row.tokens_valid_after
+            )
+            return has_failures, (state, row.password_hash)
 
         try:
             return await self._db.run(read, read_only=True)

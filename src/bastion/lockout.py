@@ -65,13 +65,12 @@ class Lockout:
     def check_in(self, session: Session, username: str) -> bool:
         """:meth:`check`, read in the caller's unit of work (``Database.run``): a login reads
         the lock and the user in one transaction, not two (SPEC §8)."""
-        row = LoginFailureRepository(session).get(username)
-        locked_until = row.locked_until if row else None
+        has_record, locked_until = LoginFailureRepository(session).lock_state(username)
         now = self._now()
         if locked_until is not None and locked_until > now:
             retry_after = math.ceil((locked_until - now).total_seconds())
             raise AccountLocked(retry_after, LOCKED_DETAIL)
-        return row is not None
+        return has_record
 
     def count_failure(self, session: Session, username: str) -> bool:
         """Count one failure inside the caller's unit of work (``Database.run``); True when it

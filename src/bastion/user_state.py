@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from bastion.staleness import DEFAULT_TTL, StaleCache
 from bastion.storage.db import Database
@@ -28,8 +29,22 @@ class UserState:
 
     @classmethod
     def of(cls, user: User) -> UserState:
-        valid_after = user.tokens_valid_after.timestamp() if user.tokens_valid_after else 0.0
-        return cls(user.id, user.username, user.role_set, user.disabled, valid_after)
+        return cls.from_columns(
+            user.id, user.username, user.roles, user.disabled, user.tokens_valid_after
+        )
+
+    @classmethod
+    def from_columns(
+        cls,
+        id: int,
+        username: str,
+        roles: str,
+        disabled: bool,
+        tokens_valid_after: datetime | None,
+    ) -> UserState:
+        """From the stored columns themselves, for a read that builds no ORM object."""
+        valid_after = tokens_valid_after.timestamp() if tokens_valid_after else 0.0
+        return cls(id, username, frozenset(roles.split()), disabled, valid_after)
 
 
 class UserStateCache:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import event
+from sqlalchemy import event, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -25,11 +25,12 @@ from bastion.audit.events import EventType, Outcome, current_request
 from bastion.audit.metrics import Metrics
 from bastion.audit.redact import redact_value
 from bastion.storage.db import Database
-from bastion.storage.models import AuditEventRow
+from bastion.storage.models import AuditEventRow, table_of
 
 logger = structlog.get_logger("bastion.audit")
 
 _PENDING = "bastion_audit_pending"
+_INSERT_EVENT = insert(table_of(AuditEventRow))
 
 LOGIN_SCHEMES = {"token": "password", "session": "session"}
 """``via`` of a login event -> ``scheme`` of ``bastion_authentications``: a login is an
@@ -60,10 +61,16 @@ class AuditRecorder:
         """Add an event to ``session``'s transaction: it commits or rolls back with the change.
         ``session`` may also be the synchronous one of a ``Database.run`` unit of work."""
         row = self._row(type, outcome, actor, subject, details)
-        sync_session = session.sync_session if isinstance(session, AsyncSession) else session
-        sync_session.add(row)
+        if isinstance(session, AsyncSession):
+            sync_session = session.sync_session
+            sync_session.add(AuditEventRow(**row))
+        else:
+            # A ``Database.run`` unit of work (logins, refusals): one Core insert, at once,
+            # instead of an ORM object for the flush at commit, which cost ~0.2 ms an event.
+            sync_session = session
+            session.execute(_INSERT_EVENT, row)
         # the events wait for the commit, with the recorder that logs and counts them then
-        pending: tuple[AuditRecorder, list[AuditEventRow]]
+        pending: tuple[AuditRecorder, list[dict[str, Any]]]
         pending = sync_session.info.setdefault(_PENDING, (self, []))
         pending[1].append(row)
 
@@ -117,41 +124,43 @@ class AuditRecorder:
         actor: str | int | None,
         subject: str | int | None,
         details: Mapping[str, Any] | None,
-    ) -> AuditEventRow:
+    ) -> dict[str, Any]:
+        """The event's columns, redacted and cut to size: stored as they are, logged after
+        the commit from the same values."""
         context = current_request.get()
         safe_details = redact_value(None, dict(details or {}))
-        return AuditEventRow(
-            time=datetime.now(UTC),
-            type=type.value,
-            actor=None if actor is None else str(actor)[:64],
-            subject=None if subject is None else str(subject)[:200],
-            ip=context.ip if context else None,
-            user_agent=(context.user_agent or "")[:256] or None if context else None,
-            request_id=context.request_id if context else None,
-            outcome=outcome.value,
-            details=json.dumps(safe_details, sort_keys=True, default=str),
-        )
+        return {
+            "time": datetime.now(UTC),
+            "type": type.value,
+            "actor": None if actor is None else str(actor)[:64],
+            "subject": None if subject is None else str(subject)[:200],
+            "ip": context.ip if context else None,
+            "user_agent": (context.user_agent or "")[:256] or None if context else None,
+            "request_id": context.request_id if context else None,
+            "outcome": outcome.value,
+            "details": json.dumps(safe_details, sort_keys=True, default=str),
+        }
 
-    def _committed(self, rows: list[AuditEventRow]) -> None:
+    def _committed(self, rows: list[dict[str, Any]]) -> None:
         for row in rows:
-            details = json.loads(row.details)
+            details = json.loads(row["details"])
             self._count(row, details)
             logger.info(
                 "security_event",
-                time=row.time.isoformat(timespec="microseconds").replace("+00:00", "Z"),
-                type=row.type,
-                outcome=row.outcome,
-                actor=row.actor,
-                subject=row.subject,
-                ip=row.ip,
-                user_agent=row.user_agent,
-                request_id=row.request_id,
+                time=row["time"].isoformat(timespec="microseconds").replace("+00:00", "Z"),
+                type=row["type"],
+                outcome=row["outcome"],
+                actor=row["actor"],
+                subject=row["subject"],
+                ip=row["ip"],
+                user_agent=row["user_agent"],
+                request_id=row["request_id"],
                 details=details,
             )
 
-    def _count(self, row: AuditEventRow, details: Mapping[str, Any]) -> None:
-        self._metrics.security_events.labels(row.type, row.outcome).inc()
-        login_outcome = _LOGIN_OUTCOMES.get(row.type)
+    def _count(self, row: Mapping[str, Any], details: Mapping[str, Any]) -> None:
+        self._metrics.security_events.labels(row["type"], row["outcome"]).inc()
+        login_outcome = _LOGIN_OUTCOMES.get(row["type"])
         scheme = LOGIN_SCHEMES.get(str(details.get("via")))
         if login_outcome is not None and scheme is not None:
             self._metrics.count_authentication(scheme, login_outcome)

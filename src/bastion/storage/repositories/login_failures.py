@@ -7,12 +7,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from bastion.storage.models import LoginFailure
+
+_LOCK_STATE = select(LoginFailure.locked_until).where(
+    LoginFailure.username == bindparam("username")
+)
+"""Built once, and only the one column: a login reads it before every password check."""
 
 
 class LoginFailureRepository:
@@ -21,6 +26,12 @@ class LoginFailureRepository:
 
     def get(self, username: str) -> LoginFailure | None:
         return self._session.get(LoginFailure, username)
+
+    def lock_state(self, username: str) -> tuple[bool, datetime | None]:
+        """Whether ``username`` has a record (failures or a back-off), and until when it is
+        locked, if it is, without loading the record itself."""
+        row = self._session.execute(_LOCK_STATE, {"username": username}).first()
+        return (False, None) if row is None else (True, row.locked_until)
 
     def lock_row(self, username: str, now: datetime) -> LoginFailure:
         """The row for ``username``, created if missing and locked for this transaction, so

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Select, select
+from sqlalchemy import Row, Select, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from bastion.storage.models import User
 
@@ -57,3 +58,22 @@ class UserRepository:
 def by_username(username: str) -> Select[User]:
     """The user of a (normalised) name, for an async session or a ``Database.run`` one."""
     return select(User).where(User.username == username)
+
+
+_LOGIN_COLUMNS = select(
+    User.id,
+    User.username,
+    User.roles,
+    User.disabled,
+    User.tokens_valid_after,
+    User.password_hash,
+).where(User.username == bindparam("username"))
+"""Built once: making the statement per call cost more than running it (SPEC §8)."""
+
+
+def login_columns(
+    session: Session, username: str
+) -> Row[int, str, str, bool, datetime | None, str] | None:
+    """What a password login needs of the user of a (normalised) name, as one row of plain
+    columns, inside a ``Database.run`` unit of work: no ORM object is built, none tracked."""
+    return session.execute(_LOGIN_COLUMNS, {"username": username}).first()
