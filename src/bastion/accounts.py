@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from bastion.audit.events import EventType, Outcome
@@ -127,10 +128,10 @@ class Accounts:
             return None
         return VerifiedLogin(state, via, has_failures)
 
-    def complete_login(self, session: Session, login: VerifiedLogin) -> None:
-        """Inside the unit of work (``Database.run``) that creates the login's credential:
-        clear the name's failed logins (a success resets the back-off, SPEC §5) and add
-        ``login_succeeded``."""
+    def complete_login(self, session: Session | Connection, login: VerifiedLogin) -> None:
+        """Inside the unit of work (``Database.run`` or ``run_core``) that creates the login's
+        credential: clear the name's failed logins (a success resets the back-off, SPEC §5)
+        and add ``login_succeeded``."""
         name = login.user.username
         if login.has_failures:
             self._lockout.clear_in(session, name)
@@ -159,9 +160,9 @@ class Accounts:
         name has failures to clear, and the user with its password hash, if it exists. A
         locked name raises here, before any password is looked at."""
 
-        def read(session: Session) -> tuple[bool, tuple[UserState, str] | None]:
-            has_failures = self._lockout.check_in(session, name)
-            row = login_columns(session, name)
+        def read(conn: Connection) -> tuple[bool, tuple[UserState, str] | None]:
+            has_failures = self._lockout.check_in(conn, name)
+            row = login_columns(conn, name)
             if row is None:
                 return has_failures, None
             state = UserState.from_columns(
@@ -170,7 +171,7 @@ class Accounts:
             return has_failures, (state, row.password_hash)
 
         try:
-            return await self._db.run(read, read_only=True)
+            return await self._db.run_core(read, read_only=True)
         except RateLimited:
             await self._record_locked(name, via)
             raise

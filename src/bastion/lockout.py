@@ -20,12 +20,14 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from bastion.errors import RateLimited
 from bastion.storage.db import Database
 from bastion.storage.models import LoginFailure
+from bastion.storage.repositories import login_failures
 from bastion.storage.repositories.login_failures import LoginFailureRepository
 
 LOCKED_DETAIL = "Too many failed logins for this account; try again later."
@@ -62,10 +64,10 @@ class Lockout:
         otherwise say whether it has a record (failures or back-off) that a success must clear."""
         return await self._db.run(lambda session: self.check_in(session, username), read_only=True)
 
-    def check_in(self, session: Session, username: str) -> bool:
+    def check_in(self, session: Session | Connection, username: str) -> bool:
         """:meth:`check`, read in the caller's unit of work (``Database.run``): a login reads
         the lock and the user in one transaction, not two (SPEC §8)."""
-        has_record, locked_until = LoginFailureRepository(session).lock_state(username)
+        has_record, locked_until = login_failures.lock_state(session, username)
         now = self._now()
         if locked_until is not None and locked_until > now:
             retry_after = math.ceil((locked_until - now).total_seconds())
@@ -100,9 +102,9 @@ class Lockout:
         successful login, ``bastion unlock``, the admin API); True when there was anything."""
         return await session.run_sync(self.clear_in, username)
 
-    def clear_in(self, session: Session, username: str) -> bool:
-        """:meth:`clear` in a unit of work of ``Database.run`` (a login's)."""
-        return LoginFailureRepository(session).remove(username)
+    def clear_in(self, session: Session | Connection, username: str) -> bool:
+        """:meth:`clear` in a unit of work of ``Database.run`` or ``run_core`` (a login's)."""
+        return login_failures.remove(session, username)
 
 
 def recent_failure_times(row: LoginFailure, *, since: float) -> list[float]:

@@ -23,7 +23,7 @@ import pytest
 
 from bastion.server import create_app
 from bastion.settings import BastionSettings
-from bastion.storage.repositories.login_failures import LoginFailureRepository
+from bastion.storage.repositories import login_failures
 from tests.conftest import STRONG_PASSWORD, TEST_SECRET, Harness, make_settings, open_harness
 from tests.integration.helpers import (
     RFC3339_UTC,
@@ -671,7 +671,7 @@ async def test_an_unlock_that_fails_leaves_no_event(
         def broken(*_args: Any, **_kwargs: Any) -> bool:
             raise RuntimeError("injected failure while lifting the lock")
 
-        monkeypatch.setattr(LoginFailureRepository, "remove", broken)
+        monkeypatch.setattr(login_failures, "remove", broken)
         response = await harness.client.post(f"/admin/users/{bob_id}/unlock", headers=admin)
         assert response.status_code == 500
         monkeypatch.undo()

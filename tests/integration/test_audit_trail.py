@@ -742,9 +742,8 @@ async def test_a_login_whose_refresh_family_fails_leaves_no_login_succeeded(
     accounts = harness.bastion.accounts
     real_complete = accounts.complete_login
 
-    def complete_then_fail(session: Any, login: Any) -> None:
-        real_complete(session, login)  # login_succeeded is in the session now
-        session.flush()
+    def complete_then_fail(conn: Any, login: Any) -> None:
+        real_complete(conn, login)  # login_succeeded is written in the transaction now
         raise RuntimeError("injected failure after the whole login was written")
 
     monkeypatch.setattr(accounts, "complete_login", complete_then_fail)

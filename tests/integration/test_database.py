@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 
 from bastion.errors import ServiceUnavailable
-from bastion.storage.db import Database
+from bastion.storage.db import Database, after_commit
 from bastion.storage.models import User
 
 
@@ -267,3 +267,82 @@ async def test_threaded_units_of_work_beyond_the_pool_wait_timeout_then_503(
     await db.run(_add_user("later"))  # the slots are free again
     assert await _usernames(db) == {"later"}
     await db.dispose()
+
+
+# ------------------------------------------------------------ Core units of work (run_core)
+
+
+def _insert_user(name: str) -> Any:
+    def work(conn: Any) -> None:
+        conn.execute(insert(User.__table__), {"username": name, "password_hash": "x"})
+
+    return work
+
+
+async def test_run_core_is_one_transaction_and_calls_back_only_after_its_commit(
+    database_url: str,
+) -> None:
+    """``Database.run_core`` on every backend: what its work wrote commits with it or not at
+    all, and an ``after_commit`` callback runs once its transaction has committed, never after
+    a rollback, nor in a later unit of work that gets the same pooled connection."""
+    await _check_run_core(Database(database_url, pool_size=1))
+
+
+async def test_run_core_on_in_memory_sqlite_too() -> None:
+    await _check_run_core(Database("sqlite+aiosqlite:///:memory:"))
+
+
+async def _check_run_core(db: Database) -> None:
+    await db.upgrade()
+    called: list[str] = []
+
+    def write_then(name: str, fail: bool) -> Any:
+        def work(conn: Any) -> str:
+            _insert_user(name)(conn)
+            seen_inside = name in set(conn.scalars(select(User.username)))
+            after_commit(conn, lambda: called.append(name))
+            assert called == [] or called[-1] != name  # not before the commit
+            if fail:
+                raise LookupError("the work itself failed")
+            return f"{name}:{seen_inside}"
+
+        return work
+
+    try:
+        assert await db.run_core(write_then("kept", fail=False)) == "kept:True"
+        assert called == ["kept"]
+        with pytest.raises(LookupError):  # the work's own error, not a 503 or a 500
+            await db.run_core(write_then("lost", fail=True))
+        assert await _usernames(db) == {"kept"}
+        assert called == ["kept"]
+        # the next unit of work, on the same pooled connection, does not run the lost callback
+        assert await db.run_core(lambda c: c.scalar(select(func.count()).select_from(User)))
+        assert called == ["kept"]
+        read = await db.run_core(lambda c: c.scalar(select(User.username)), read_only=True)
+        assert read == "kept"
+    finally:
+        await db.dispose()
+
+
+async def test_a_read_only_run_core_does_not_wait_for_a_writer_on_sqlite(tmp_path: Path) -> None:
+    """Like a read-only ``run``: a login's read of the lock and the user never queues behind a
+    write transaction, and a writing ``run_core`` takes the write lock (a 503 past the busy
+    timeout)."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/c.db", timeout=0.3)
+    await db.upgrade()
+    try:
+        async with db.transaction() as writer:
+            writer.add(User(username="holder", password_hash="x"))
+            await writer.flush()
+            count = await asyncio.wait_for(
+                db.run_core(
+                    lambda c: c.scalar(select(func.count()).select_from(User)), read_only=True
+                ),
+                timeout=2,
+            )
+            assert count == 0
+            with pytest.raises(ServiceUnavailable):
+                await db.run_core(_insert_user("second"))
+        assert await _usernames(db) == {"holder"}
+    finally:
+        await db.dispose()

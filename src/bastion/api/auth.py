@@ -6,6 +6,7 @@ from functools import partial
 from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
 from starlette.datastructures import FormData
 
 from bastion.api.dependencies import JSONBody, bastion_of, enforce, require, route_template
@@ -122,7 +123,9 @@ def _required(fields: dict[str, str], name: str) -> str:
     openapi_extra=_TOKEN_FORM,
     summary="OAuth2 token endpoint (password and refresh_token grants)",
 )
-async def token(request: Request, response: Response) -> dict[str, str | int]:
+async def token(request: Request) -> JSONResponse:
+    """Answers its own response: the model above documents it, and validating a body this
+    endpoint has just built, field by field, would only repeat the work (SPEC §8)."""
     await enforce_login_limit(request)
     fields = await _oauth_form(request)
     grant_type = _required(fields, "grant_type")
@@ -135,8 +138,7 @@ async def token(request: Request, response: Response) -> dict[str, str | int]:
         pair = await tokens.refresh_grant(_required(fields, "refresh_token"), fields.get("scope"))
     else:
         raise OAuthError("unsupported_grant_type", "Supported grants: password, refresh_token.")
-    response.headers.update(NO_STORE)
-    return pair.as_response()
+    return JSONResponse(pair.as_response(), headers=NO_STORE)
 
 
 @router.post(

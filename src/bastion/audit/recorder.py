@@ -14,17 +14,18 @@ import json
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import structlog
-from sqlalchemy import event, insert
+from sqlalchemy import Connection, event, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from bastion.audit.events import EventType, Outcome, current_request
 from bastion.audit.metrics import Metrics
 from bastion.audit.redact import redact_value
-from bastion.storage.db import Database
+from bastion.storage.db import Database, after_commit
 from bastion.storage.models import AuditEventRow, table_of
 
 logger = structlog.get_logger("bastion.audit")
@@ -50,7 +51,7 @@ class AuditRecorder:
 
     def add(
         self,
-        session: AsyncSession | Session,
+        session: AsyncSession | Session | Connection,
         type: EventType,
         *,
         outcome: Outcome = Outcome.SUCCESS,
@@ -59,8 +60,13 @@ class AuditRecorder:
         details: Mapping[str, Any] | None = None,
     ) -> None:
         """Add an event to ``session``'s transaction: it commits or rolls back with the change.
-        ``session`` may also be the synchronous one of a ``Database.run`` unit of work."""
+        ``session`` may also be the synchronous one of a ``Database.run`` unit of work, or the
+        connection of a ``Database.run_core`` one."""
         row = self._row(type, outcome, actor, subject, details)
+        if isinstance(session, Connection):
+            session.execute(_INSERT_EVENT, row)
+            after_commit(session, partial(self._committed, [row]))
+            return
         if isinstance(session, AsyncSession):
             sync_session = session.sync_session
             sync_session.add(AuditEventRow(**row))

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from bastion.accounts import Accounts
 from bastion.audit.events import EventType, Outcome
@@ -95,11 +95,11 @@ class TokenService:
         refresh, digest = new_refresh_token()
         expires_at = self._refresh_expiry()
 
-        def open_login(session: Session) -> None:
-            open_family(session, family_id, user.id, " ".join(sorted(scopes)), digest, expires_at)
-            self._accounts.complete_login(session, login)
+        def open_login(conn: Connection) -> None:
+            open_family(conn, family_id, user.id, " ".join(sorted(scopes)), digest, expires_at)
+            self._accounts.complete_login(conn, login)
 
-        await self._db.run(open_login)
+        await self._db.run_core(open_login)
         return self._pair(str(user.id), scopes, family_id, refresh)
 
     async def refresh_grant(self, refresh_token: str, scope: str | None) -> TokenPair:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import Connection, bindparam, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -18,6 +18,11 @@ _LOCK_STATE = select(LoginFailure.locked_until).where(
     LoginFailure.username == bindparam("username")
 )
 """Built once, and only the one column: a login reads it before every password check."""
+_REMOVE = (
+    delete(LoginFailure)
+    .where(LoginFailure.username == bindparam("username"))
+    .returning(LoginFailure.username)
+)
 
 
 class LoginFailureRepository:
@@ -28,10 +33,7 @@ class LoginFailureRepository:
         return self._session.get(LoginFailure, username)
 
     def lock_state(self, username: str) -> tuple[bool, datetime | None]:
-        """Whether ``username`` has a record (failures or a back-off), and until when it is
-        locked, if it is, without loading the record itself."""
-        row = self._session.execute(_LOCK_STATE, {"username": username}).first()
-        return (False, None) if row is None else (True, row.locked_until)
+        return lock_state(self._session, username)
 
     def lock_row(self, username: str, now: datetime) -> LoginFailure:
         """The row for ``username``, created if missing and locked for this transaction, so
@@ -52,12 +54,7 @@ class LoginFailureRepository:
         return result.scalar_one()
 
     def remove(self, username: str) -> bool:
-        result = self._session.execute(
-            delete(LoginFailure)
-            .where(LoginFailure.username == username)
-            .returning(LoginFailure.username)
-        )
-        return result.scalar_one_or_none() is not None
+        return remove(self._session, username)
 
     def prune(self, older_than: datetime) -> None:
         """Forget names untouched for a long time (and not locked), so that spraying random
@@ -68,3 +65,19 @@ class LoginFailureRepository:
                 (LoginFailure.locked_until.is_(None)) | (LoginFailure.locked_until < older_than),
             )
         )
+
+
+# A login's reads and writes, for an ORM session or a Core connection (``Database.run_core``).
+
+
+def lock_state(db: Session | Connection, username: str) -> tuple[bool, datetime | None]:
+    """Whether ``username`` has a record (failures or a back-off), and until when it is
+    locked, if it is, without loading the record itself."""
+    row = db.execute(_LOCK_STATE, {"username": username}).first()
+    return (False, None) if row is None else (True, row.locked_until)
+
+
+def remove(db: Session | Connection, username: str) -> bool:
+    """Forget the name's record; True when there was one."""
+    result = db.execute(_REMOVE, {"username": username})
+    return result.scalar_one_or_none() is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Select, insert, or_, select, update
+from sqlalchemy import Connection, Select, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -27,19 +27,19 @@ class ConsumeResult:
 
 
 def open_family(
-    session: Session,
+    db: Session | Connection,
     family_id: str,
     user_id: int,
     scopes: str,
     token_hash: str,
     expires_at: datetime,
 ) -> None:
-    """A login's new family with its first token, in a ``Database.run`` unit of work.
+    """A login's new family with its first token, in a ``Database.run_core`` unit of work.
 
     Two Core inserts, not two ORM objects: the ORM's flush cost more than half of a login's
     work outside the password hash (~0.7 ms), and nothing here needs the objects afterwards."""
-    session.execute(_NEW_FAMILY, {"id": family_id, "user_id": user_id, "scopes": scopes})
-    session.execute(
+    db.execute(_NEW_FAMILY, {"id": family_id, "user_id": user_id, "scopes": scopes})
+    db.execute(
         _NEW_TOKEN, {"family_id": family_id, "token_hash": token_hash, "expires_at": expires_at}
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Row, Select, bindparam, select
+from sqlalchemy import Connection, Row, Select, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -72,8 +72,8 @@ _LOGIN_COLUMNS = select(
 
 
 def login_columns(
-    session: Session, username: str
+    db: Session | Connection, username: str
 ) -> Row[int, str, str, bool, datetime | None, str] | None:
     """What a password login needs of the user of a (normalised) name, as one row of plain
-    columns, inside a ``Database.run`` unit of work: no ORM object is built, none tracked."""
-    return session.execute(_LOGIN_COLUMNS, {"username": username}).first()
+    columns (``Database.run_core``): no ORM object is built, none tracked."""
+    return db.execute(_LOGIN_COLUMNS, {"username": username}).first()
