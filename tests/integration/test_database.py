@@ -147,6 +147,13 @@ def _add_user(name: str) -> Any:
     return work
 
 
+def _insert_user(name: str) -> Any:
+    def work(conn: Any) -> None:
+        conn.execute(insert(User.__table__), {"username": name, "password_hash": "x"})
+
+    return work
+
+
 async def test_run_commits_what_its_work_returns_and_rolls_back_what_raises(
     database_url: str,
 ) -> None:
@@ -197,29 +204,33 @@ async def test_on_a_sqlite_file_run_works_off_the_event_loop_with_the_request_co
         await db.dispose()
 
 
+@pytest.mark.parametrize("core", [False, True], ids=["run", "run_core"])
 async def test_a_threaded_write_waits_for_an_async_one_and_gives_up_as_503(
-    tmp_path: Path,
+    tmp_path: Path, core: bool
 ) -> None:
     """Both engines on one file serialise on SQLite's own write lock (``BEGIN IMMEDIATE`` in
-    each), so a write through ``run`` can never interleave with one through ``transaction``;
-    past the busy timeout it is a 503. A read-only ``run`` does not wait at all."""
+    each), so a write through ``run`` or ``run_core`` can never interleave with one through
+    ``transaction``; past the busy timeout it is a 503. A read-only one does not wait at all
+    (a login's read of the lock and the user never queues behind a write)."""
     db = Database(f"sqlite+aiosqlite:///{tmp_path}/l.db", timeout=0.3)
     await db.upgrade()
+    run = db.run_core if core else db.run
+    add = _insert_user if core else _add_user
     try:
         async with db.transaction() as writer:
             writer.add(User(username="holder", password_hash="x"))
             await writer.flush()
             started = asyncio.get_running_loop().time()
             with pytest.raises(ServiceUnavailable):
-                await db.run(_add_user("second"))
+                await run(add("second"))
             assert asyncio.get_running_loop().time() - started < 2
             count = await asyncio.wait_for(
-                db.run(lambda s: s.scalar(select(func.count()).select_from(User)), read_only=True),
+                run(lambda s: s.scalar(select(func.count()).select_from(User)), read_only=True),
                 timeout=2,
             )
             assert count == 0  # the holder has not committed
         assert await _usernames(db) == {"holder"}
-        await db.run(_add_user("after"))  # the lock is free again
+        await run(add("after"))  # the lock is free again
         assert await _usernames(db) == {"holder", "after"}
     finally:
         await db.dispose()
@@ -272,13 +283,6 @@ async def test_threaded_units_of_work_beyond_the_pool_wait_timeout_then_503(
 # ------------------------------------------------------------ Core units of work (run_core)
 
 
-def _insert_user(name: str) -> Any:
-    def work(conn: Any) -> None:
-        conn.execute(insert(User.__table__), {"username": name, "password_hash": "x"})
-
-    return work
-
-
 async def test_run_core_is_one_transaction_and_calls_back_only_after_its_commit(
     database_url: str,
 ) -> None:
@@ -320,29 +324,5 @@ async def _check_run_core(db: Database) -> None:
         assert called == ["kept"]
         read = await db.run_core(lambda c: c.scalar(select(User.username)), read_only=True)
         assert read == "kept"
-    finally:
-        await db.dispose()
-
-
-async def test_a_read_only_run_core_does_not_wait_for_a_writer_on_sqlite(tmp_path: Path) -> None:
-    """Like a read-only ``run``: a login's read of the lock and the user never queues behind a
-    write transaction, and a writing ``run_core`` takes the write lock (a 503 past the busy
-    timeout)."""
-    db = Database(f"sqlite+aiosqlite:///{tmp_path}/c.db", timeout=0.3)
-    await db.upgrade()
-    try:
-        async with db.transaction() as writer:
-            writer.add(User(username="holder", password_hash="x"))
-            await writer.flush()
-            count = await asyncio.wait_for(
-                db.run_core(
-                    lambda c: c.scalar(select(func.count()).select_from(User)), read_only=True
-                ),
-                timeout=2,
-            )
-            assert count == 0
-            with pytest.raises(ServiceUnavailable):
-                await db.run_core(_insert_user("second"))
-        assert await _usernames(db) == {"holder"}
     finally:
         await db.dispose()
