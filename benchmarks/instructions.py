@@ -32,7 +32,8 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-ROUTES = ("hello", "bearer", "key", "session")
+ROUTES = ("hello", "bearer", "key", "session", "login")
+DEFAULT_ROUTES = ("hello", "bearer", "key", "session")
 SHIM = """#include <valgrind/callgrind.h>
 void bench_start(void) { CALLGRIND_ZERO_STATS; CALLGRIND_START_INSTRUMENTATION; }
 void bench_stop(void) { CALLGRIND_STOP_INSTRUMENTATION; CALLGRIND_DUMP_STATS_AT("measured"); }
@@ -79,7 +80,11 @@ def _shim(directory: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.instructions")
-    parser.add_argument("--routes", default=",".join(ROUTES), help="of: " + ",".join(ROUTES))
+    parser.add_argument(
+        "--routes",
+        default=",".join(DEFAULT_ROUTES),
+        help="of: " + ",".join(ROUTES) + " (login: POST /auth/token, its hash replaced by a no-op)",
+    )
     parser.add_argument("--requests", type=int, default=300, help="measured requests per route")
     parser.add_argument("--warmup", type=int, default=200, help="requests before measuring")
     parser.add_argument(
@@ -160,6 +165,7 @@ def _prepare() -> None:
 
     work = Path(os.environ["BENCH_WORK"])
     os.environ.update(servers.BASTION_ENV)
+    os.environ.update(servers.LOGIN.env)  # the login limit and lockout raised, as on its server
     os.environ.update(
         {"BASTION_DATA_DIR": str(work), "BENCH_DATA_DIR": str(work), "BENCH_SECRET": servers.SECRET}
     )
@@ -189,12 +195,25 @@ async def _measure() -> None:
         ]
         batch = int(os.environ["BENCH_BATCH"])
         for name, app, route in cases:
+            if route == "login":
+                _no_hash()
             one = _requester(app, route, credentials.get(route, []))
             await run_requests(one, int(os.environ["BENCH_WARMUP"]), batch)
             shim.bench_start()
             await run_requests(one, int(os.environ["BENCH_REQUESTS"]), batch)
             shim.bench_stop()
             print("case", name, flush=True)
+
+
+def _no_hash() -> None:
+    """A login's work outside its Argon2id hash: the hash itself is the same instructions
+    whatever the rest does (and, under valgrind, most of a run's time), so it is left out."""
+    from bastion.passwords import PasswordHasher
+
+    async def verify(self: Any, password: str, password_hash: str) -> tuple[bool, None]:
+        return True, None
+
+    PasswordHasher.verify = verify  # type: ignore[method-assign]
 
 
 async def run_requests(one: Callable[[], Awaitable[None]], count: int, batch: int) -> None:
@@ -225,6 +244,7 @@ async def _credentials(
         session = await client.post("/auth/session", json=login)
     cookie = "; ".join(f"{name}={value}" for name, value in session.cookies.items())
     return {
+        "login": [(b"content-type", b"application/x-www-form-urlencoded")],
         "bearer": [(b"authorization", bearer.encode())],
         "key": [(b"x-api-key", key.json()["key"].encode())],
         "session": [(b"cookie", cookie.encode())],
@@ -234,23 +254,29 @@ async def _credentials(
 def _requester(
     app: Callable[..., Awaitable[None]], route: str, extra: list[tuple[bytes, bytes]]
 ) -> Callable[[], Awaitable[None]]:
-    """One GET of ``/route`` as uvicorn would hand it over; anything but a 200 stops the run."""
-    path = "/" + route
+    """One GET of ``/route`` (for ``login``, a password grant's POST to the token endpoint) as
+    uvicorn would hand it over; anything but a 200 stops the run."""
+    from benchmarks import servers
+
+    path, method, body = "/" + route, "GET", b""
+    if route == "login":
+        path, method, body = "/auth/token", "POST", servers.LOGIN_FORM.encode()
+        extra = [*extra, (b"content-length", str(len(body)).encode())]
     headers = [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"wrk"), (b"accept", b"*/*"), *extra]
 
     async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start" and message["status"] != 200:
-            raise SystemExit(f"GET {path} answered {message['status']}")
+            raise SystemExit(f"{method} {path} answered {message['status']}")
 
     async def one() -> None:
         scope = {
             "type": "http",
             "asgi": {"version": "3.0"},
             "http_version": "1.1",
-            "method": "GET",
+            "method": method,
             "scheme": "http",
             "path": path,
             "raw_path": path.encode(),

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
-from benchmarks.instructions import run_requests, table, totals_of
+from benchmarks.instructions import _requester, run_requests, table, totals_of
+from sqlalchemy import func, select
+
+from bastion.storage.models import RefreshFamily
 
 DUMP = """# callgrind format
 version: 1
@@ -50,3 +54,32 @@ async def test_the_measured_requests_include_the_turns_of_the_loop_they_leave_wo
     await run_requests(one, 7, 3)
     assert ran == [1, 2, 3, 4, 5, 6, 7]  # all of it, the last request's too
     assert ran_before == [0, 0, 0, 3, 3, 3, 6]  # a turn after every third request
+
+
+@pytest.mark.usefixtures("restore_logging")
+async def test_the_login_case_is_a_password_grant_that_the_token_endpoint_grants(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--routes login`` counts real logins: the request it sends is a password grant that
+    Bastion's benchmark app answers with tokens, and a refused one stops the run instead of
+    being counted as a login."""
+    from benchmarks import apps, servers
+
+    for name, value in {**servers.BASTION_ENV, **servers.LOGIN.env}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("BASTION_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("BASTION_ARGON2_TIME_COST", "1")
+    monkeypatch.setenv("BASTION_ARGON2_MEMORY_COST", "1024")
+    app = apps.bastion_app()
+    async with app.router.lifespan_context(app):
+        bastion = app.state.bastion
+        await bastion.accounts.create_user(servers.USERNAME, servers.PASSWORD)
+        extra = [(b"content-type", b"application/x-www-form-urlencoded")]
+        await _requester(app, "login", extra)()  # a 200, or SystemExit
+        grants = await bastion.db.run(
+            lambda s: s.scalar(select(func.count()).select_from(RefreshFamily))
+        )
+        assert grants == 1
+        monkeypatch.setattr(servers, "LOGIN_FORM", servers.LOGIN_FORM + "x")  # a wrong password
+        with pytest.raises(SystemExit, match="POST /auth/token answered 400"):
+            await _requester(app, "login", extra)()
