@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, insert, select, text
+from structlog.testing import capture_logs
 
 from bastion.errors import ServiceUnavailable
 from bastion.storage.db import Database, after_commit
@@ -324,5 +325,45 @@ async def _check_run_core(db: Database) -> None:
         assert called == ["kept"]
         read = await db.run_core(lambda c: c.scalar(select(User.username)), read_only=True)
         assert read == "kept"
+    finally:
+        await db.dispose()
+
+
+async def test_a_failing_callback_neither_undoes_nor_hides_a_commit(tmp_path: Path) -> None:
+    """Once committed, a unit of work has happened: a callback that fails (a broken log sink,
+    say) is logged, the others still run, and the caller gets the work's result, not a 500
+    for a change that was made."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/f.db")
+    await db.upgrade()
+    called: list[str] = []
+
+    def broken() -> None:
+        raise OSError("the log sink is gone")
+
+    def work(conn: Any) -> str:
+        _insert_user("kept")(conn)
+        after_commit(conn, broken)
+        after_commit(conn, lambda: called.append("second"))
+        return "done"
+
+    try:
+        with capture_logs() as logs:
+            assert await db.run_core(work) == "done"
+        assert called == ["second"]
+        assert await _usernames(db) == {"kept"}
+        assert [entry["event"] for entry in logs] == ["after_commit_failed"]
+    finally:
+        await db.dispose()
+
+
+async def test_after_commit_outside_a_core_unit_of_work_is_refused(tmp_path: Path) -> None:
+    """A callback registered on some other connection would stay with the pooled connection
+    and fire at the commit of whichever unit of work it served next."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/o.db")
+    await db.upgrade()
+    try:
+        async with db.engine.connect() as conn:
+            with pytest.raises(RuntimeError, match=r"outside a Database\.run_core"):
+                await conn.run_sync(after_commit, lambda: None)
     finally:
         await db.dispose()

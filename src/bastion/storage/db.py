@@ -12,12 +12,13 @@ import asyncio
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
+import structlog
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
@@ -44,34 +45,40 @@ Work = Callable[[Session], T]
 CoreWork = Callable[[Connection], T]
 """A unit of work of Core statements on a synchronous ``Connection`` (``Database.run_core``)."""
 _AFTER_COMMIT = "bastion_after_commit"
-_UNAVAILABLE_ERRORS = (
-    OperationalError,
-    InterfaceError,
-    OSError,
-    TimeoutError,
-    PoolTimeout,
-    sqlite3.OperationalError,  # the driver's own, from ``_sqlite_begin`` (a lock not free)
-)
+_UNAVAILABLE_ERRORS = (OperationalError, InterfaceError, OSError, TimeoutError, PoolTimeout)
+
+logger = structlog.get_logger("bastion.storage")
 
 
 def after_commit(conn: Connection, callback: Callable[[], None]) -> None:
     """Call ``callback`` once the ``Database.run_core`` unit of work that ``conn`` belongs to
     has committed; never if it rolls back (the audit log must not tell of a change that did
-    not happen, SPEC §6)."""
-    conn.info.setdefault(_AFTER_COMMIT, []).append(callback)
+    not happen, SPEC §6). Outside such a unit of work it is an error, not a callback kept for
+    whichever unit of work the pooled connection serves next."""
+    try:
+        conn.info[_AFTER_COMMIT][conn].append(callback)
+    except KeyError:
+        raise RuntimeError("after_commit() outside a Database.run_core unit of work") from None
 
 
 def _core_unit_of_work(conn: Connection, work: CoreWork[T]) -> T:
-    # ``conn.info`` belongs to the pooled DBAPI connection and outlives this checkout: what a
-    # unit of work left there is taken out whatever its outcome.
+    # ``conn.info`` belongs to the pooled DBAPI connection (read once: after a failure that
+    # invalidated the connection, reading it again would open a new one) and outlives this
+    # checkout; on ``:memory:`` one DBAPI connection serves every unit of work, so each keeps
+    # its callbacks under its own ``Connection``.
+    units: dict[Connection, list[Callable[[], None]]] = conn.info.setdefault(_AFTER_COMMIT, {})
+    pending = units[conn] = []
     try:
         with conn.begin():
             result = work(conn)
-    except BaseException:
-        conn.info.pop(_AFTER_COMMIT, None)
-        raise
-    for callback in conn.info.pop(_AFTER_COMMIT, ()):
-        callback()
+    finally:
+        del units[conn]
+    for callback in pending:
+        try:
+            callback()
+        except Exception:  # committed already: a failing log sink must not turn it into a 500
+            with suppress(Exception):
+                logger.exception("after_commit_failed")
     return result
 
 
@@ -321,11 +328,14 @@ def _sqlite_begin(conn: Any) -> None:
     Sent on a cursor of the DBAPI connection (sqlite3's, or aiosqlite's adapted one), not
     through ``exec_driver_sql``: SQLAlchemy's whole statement machinery for a fixed statement
     was ~70k instructions of every unit of work, a login's two included."""
+    statement = "BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE"
     cursor = conn.connection.dbapi_connection.cursor()
     try:
-        cursor.execute(
-            "BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE"
-        )
+        cursor.execute(statement)
+    except sqlite3.Error as exc:
+        # wrapped as SQLAlchemy would have: a lock not free in time is its OperationalError,
+        # which every caller already maps to 503
+        raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
     finally:
         cursor.close()
 

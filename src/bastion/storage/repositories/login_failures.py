@@ -22,6 +22,8 @@ _REMOVE = (
     delete(LoginFailure)
     .where(LoginFailure.username == bindparam("username"))
     .returning(LoginFailure.username)
+    # in an ORM session, "evaluate" would compare loaded rows with the bind's default (None)
+    .execution_options(synchronize_session=False)
 )
 
 
