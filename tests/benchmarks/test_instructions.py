@@ -56,13 +56,13 @@ async def test_the_measured_requests_include_the_turns_of_the_loop_they_leave_wo
     assert ran_before == [0, 0, 0, 3, 3, 3, 6]  # a turn after every third request
 
 
-@pytest.mark.usefixtures("restore_logging")
 async def test_the_login_case_is_a_password_grant_that_the_token_endpoint_grants(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``--routes login`` counts real logins: the request it sends is a password grant that
     Bastion's benchmark app answers with tokens, and a refused one stops the run instead of
     being counted as a login."""
+    from bastion import logs
     from benchmarks import apps, servers
 
     for name, value in {**servers.BASTION_ENV, **servers.LOGIN.env}.items():
@@ -70,6 +70,8 @@ async def test_the_login_case_is_a_password_grant_that_the_token_endpoint_grants
     monkeypatch.setenv("BASTION_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("BASTION_ARGON2_TIME_COST", "1")
     monkeypatch.setenv("BASTION_ARGON2_MEMORY_COST", "1024")
+    # not the production logging: its loggers, cached on first use, would outlive this test
+    monkeypatch.setattr(logs, "configure_logging", lambda *_args, **_kwargs: None)
     app = apps.bastion_app()
     async with app.router.lifespan_context(app):
         bastion = app.state.bastion
