@@ -31,12 +31,6 @@ class LoginFailureRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
 
-    def get(self, username: str) -> LoginFailure | None:
-        return self._session.get(LoginFailure, username)
-
-    def lock_state(self, username: str) -> tuple[bool, datetime | None]:
-        return lock_state(self._session, username)
-
     def lock_row(self, username: str, now: datetime) -> LoginFailure:
         """The row for ``username``, created if missing and locked for this transaction, so
         that concurrent failures are all counted."""
@@ -54,9 +48,6 @@ class LoginFailureRepository:
             .execution_options(populate_existing=True)
         )
         return result.scalar_one()
-
-    def remove(self, username: str) -> bool:
-        return remove(self._session, username)
 
     def prune(self, older_than: datetime) -> None:
         """Forget names untouched for a long time (and not locked), so that spraying random
